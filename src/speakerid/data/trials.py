@@ -1,0 +1,99 @@
+"""Trial lists: ``1|0 path path`` lines, read with line-numbered errors and generated with a seed."""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from speakerid.errors import ListFileError
+from speakerid.utils.io import atomic_open
+
+
+
+class Trial(NamedTuple):
+    """One line of a trial list; ``label`` 1 = same speaker. Paths as written in the list."""
+
+    label: int
+    enroll: str
+    test: str
+    line: int = 0
+
+
+def read_trials(path: str | Path) -> list[Trial]:
+    """Parse a VoxCeleb-style trial list ("1 id10270/x/00001.wav id10271/y/00002.wav")."""
+    path = Path(path)
+    if not path.is_file():
+        raise ListFileError(f"{path}: trial list not found")
+    trials: list[Trial] = []
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 3 or fields[0] not in ("0", "1"):
+                raise ListFileError(
+                    f"{path}:{number}: expected '1|0 path path', got {line.strip()[:80]!r}"
+                )
+            trials.append(Trial(int(fields[0]), fields[1], fields[2], number))
+    if not trials:
+        raise ListFileError(f"{path}: trial list is empty")
+    return trials
+
+
+def write_trials(path: str | Path, trials: Sequence[tuple[int, str, str]]) -> None:
+    """Write trials in the VoxCeleb format, atomically."""
+    with atomic_open(path) as f:
+        f.writelines(f"{t[0]} {t[1]} {t[2]}\n" for t in trials)
+
+
+def make_trials(
+    speakers: Sequence[str],
+    sessions: Sequence[str],
+    groups: Sequence[str],
+    per_utterance: int,
+    seed: int,
+) -> list[tuple[int, int, int]]:
+    """Balanced trials over utterances, as ``(label, i, j)`` index triples.
+
+    Each utterance is paired with ``per_utterance`` utterances of its own speaker (from other
+    sessions when the speaker has any, so target trials cross channels) and as many of other
+    speakers, at least half of those from speakers of the same group (e.g. language and gender)
+    when the group has other speakers. Pairs are unique; the two classes have equal counts.
+
+    Args:
+        speakers, sessions, groups: one entry per utterance.
+        per_utterance: partners of each kind per utterance.
+        seed: seeds the choice of partners.
+    """
+    rng = np.random.default_rng(seed)
+    by_speaker: dict[str, list[int]] = defaultdict(list)
+    for i, spk in enumerate(speakers):
+        by_speaker[spk].append(i)
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for i, grp in enumerate(groups):
+        by_group[grp].append(i)
+    everyone = np.arange(len(speakers))
+    pairs: dict[int, set[tuple[int, int]]] = {0: set(), 1: set()}
+
+    def add(label: int, i: int, candidates: np.ndarray, count: int) -> None:
+        for j in rng.permutation(candidates)[:count]:
+            pairs[label].add((min(i, int(j)), max(i, int(j))))
+
+    for i, spk in enumerate(speakers):
+        own = np.array([j for j in by_speaker[spk] if j != i], dtype=int)
+        cross = own[[sessions[j] != sessions[i] for j in own]] if own.size else own
+        add(1, i, cross if cross.size else own, per_utterance)
+        same_group = np.array([j for j in by_group[groups[i]] if speakers[j] != spk], dtype=int)
+        n_group = (per_utterance + 1) // 2 if same_group.size else 0
+        add(0, i, same_group, n_group)
+        others = everyone[[s != spk for s in speakers]]
+        add(0, i, others, per_utterance - n_group)
+    count = min(len(pairs[0]), len(pairs[1]))
+    trials = []
+    for label in (1, 0):
+        ordered = sorted(pairs[label])
+        keep = sorted(rng.permutation(len(ordered))[:count])
+        trials += [(label, *ordered[k]) for k in keep]
+    return trials
