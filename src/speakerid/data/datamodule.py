@@ -1,0 +1,197 @@
+"""SpeakerDataModule: speaker-disjoint train / validation / test from one corpus."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from speakerid.data.datasets import CropDataset, UtteranceDataset, collate
+from speakerid.data.manifest import Manifest, Utterance
+from speakerid.data.trials import Trial, make_trials, read_trials
+from speakerid.errors import ConfigError, ListFileError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialSet:
+    """Trials over a table of unique utterances, each to be embedded once.
+
+    ``utterances`` is sorted longest first so that eval batches carry little padding;
+    ``enroll``/``test`` index into it.
+    """
+
+    name: str
+    utterances: list[Utterance]
+    enroll: Tensor  # (N,) long
+    test: Tensor  # (N,) long
+    labels: Tensor  # (N,) long, 1 = same speaker
+
+    @classmethod
+    def from_pairs(cls, name: str, utterances: list[Utterance], pairs: list[tuple[int, int, int]]) -> "TrialSet":
+        order = sorted(range(len(utterances)), key=lambda i: -utterances[i].num_samples)
+        new_index = np.empty(len(order), dtype=np.int64)
+        new_index[order] = np.arange(len(order))
+        triples = torch.tensor(pairs, dtype=torch.long).reshape(-1, 3)
+        remap = torch.from_numpy(new_index)
+        return cls(name, [utterances[i] for i in order], remap[triples[:, 1]], remap[triples[:, 2]], triples[:, 0])
+
+
+def resolve_trials(name: str, trials: list[Trial], manifest: Manifest, source: Path) -> TrialSet:
+    """Map a trial list's paths onto manifest rows; every path must be a corpus utterance."""
+    rows: dict[str, int] = {}
+    pairs, missing = [], []
+    for trial in trials:
+        ends = []
+        for path in (trial.enroll, trial.test):
+            utt_id = str(PurePosixPath(path).with_suffix(""))
+            if utt_id not in rows:
+                row = manifest.index_of(utt_id)
+                if row is None:
+                    missing.append(f"{source}:{trial.line}: {path}")
+                    continue
+                rows[utt_id] = len(rows)
+            ends.append(rows[utt_id])
+        if len(ends) == 2:
+            pairs.append((trial.label, *ends))
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise ListFileError(
+            f"{len(missing)} trial path(s) name no utterance of the corpus at {manifest.root}"
+            f" (missing, or skipped as bad){more}:\n  " + "\n  ".join(missing[:5])
+        )
+    by_id = {utt_id: manifest[manifest.index_of(utt_id)] for utt_id in rows}  # type: ignore[index]
+    return TrialSet.from_pairs(name, list(by_id.values()), pairs)
+
+
+class SpeakerDataModule(L.LightningDataModule):
+    """Training crops and validation/test trials from one corpus, with disjoint speakers.
+
+    Speakers in the test trial list never reach training. Of the rest, ``val_speakers`` (chosen
+    with ``seed``) give a generated validation trial list and the others are the training classes,
+    whose count must equal ``num_speakers`` (the loss heads are built from it).
+
+    Args:
+        corpus: a reader (``prepare()``, ``manifest()``, ``trial_path()``).
+        num_speakers: training classes expected; checked in :meth:`setup`.
+        sample_rate: rate of every file.
+        crop_seconds: training crop length.
+        batch_size, num_workers: training loader.
+        val_speakers: held out from training for validation EER.
+        val_trials_per_utterance: target (and non-target) partners per validation utterance.
+        test_trials: trial list file name in the corpus root, or None.
+        eval_batch_size: utterances per validation/test batch.
+        eval_max_seconds: cap on utterance length when embedding (None: whole utterances).
+        seed: seeds the validation split and trials.
+        pin_memory: pin batches (for GPU training).
+        augment: ``(wav, rng) -> wav`` for training crops (the ``augment`` config group), or None.
+    """
+
+    def __init__(
+        self,
+        corpus,
+        num_speakers: int,
+        sample_rate: int = 16000,
+        crop_seconds: float = 2.0,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        val_speakers: int = 16,
+        val_trials_per_utterance: int = 4,
+        test_trials: str | None = "veri_test2.txt",
+        eval_batch_size: int = 16,
+        eval_max_seconds: float | None = None,
+        seed: int = 0,
+        pin_memory: bool = False,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    ) -> None:
+        super().__init__()
+        self.corpus = corpus
+        self.num_speakers = num_speakers
+        self.sample_rate = sample_rate
+        self.crop_samples = int(crop_seconds * sample_rate)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_speakers = val_speakers
+        self.val_trials_per_utterance = val_trials_per_utterance
+        self.test_trials_name = test_trials
+        self.eval_batch_size = eval_batch_size
+        self.eval_max_samples = int(eval_max_seconds * sample_rate) if eval_max_seconds else None
+        self.seed = seed
+        self.pin_memory = pin_memory
+        self.augment = augment
+        self.manifest: Manifest | None = None
+        self.speakers: list[str] = []  # training class i is speakers[i]
+        self.train_rows: list[Utterance] = []
+        self.val_trials: TrialSet | None = None
+        self.test_trials: TrialSet | None = None
+
+    def prepare_data(self) -> None:
+        self.corpus.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.manifest is not None:
+            return
+        self.manifest = self.corpus.manifest()
+        held_out: set[str] = set()
+        if self.test_trials_name:
+            path = self.corpus.trial_path(self.test_trials_name)
+            self.test_trials = resolve_trials("test", read_trials(path), self.manifest, path)
+            held_out = {u.speaker for u in self.test_trials.utterances}
+        dev = [s for s in self.manifest.speakers if s not in held_out]
+        if not 0 < self.val_speakers < len(dev):
+            raise ConfigError(f"data.val_speakers={self.val_speakers} must be in [1, {len(dev)}): the corpus has {len(dev)} speakers outside the test trials")
+        rng = np.random.default_rng(self.seed)
+        val = set(rng.choice(dev, self.val_speakers, replace=False).tolist())
+        self.speakers = [s for s in dev if s not in val]
+        if stage in (None, "fit") and len(self.speakers) != self.num_speakers:
+            raise ConfigError(
+                f"data.num_speakers={self.num_speakers}, but {self.manifest.root} has {len(self.speakers)} "
+                f"training speakers ({len(dev)} outside the test trials, less {self.val_speakers} for "
+                f"validation): set data.num_speakers={len(self.speakers)}"
+            )
+        label = {s: i for i, s in enumerate(self.speakers)}
+        self.train_rows = [u for u in self.manifest if u.speaker in label]
+        self._train_labels = [label[u.speaker] for u in self.train_rows]
+        val_rows = [u for u in self.manifest if u.speaker in val]
+        pairs = make_trials(
+            [u.speaker for u in val_rows], [u.session for u in val_rows],
+            [f"{u.language}/{u.gender}" for u in val_rows], self.val_trials_per_utterance, self.seed,
+        )
+        self.val_trials = TrialSet.from_pairs("val", val_rows, pairs)
+        log.info(
+            "%d training utterances of %d speakers; validation: %d trials over %d utterances; test: %s",
+            len(self.train_rows), len(self.speakers), len(self.val_trials.labels), len(val_rows),
+            f"{len(self.test_trials.labels)} trials" if self.test_trials else "none",
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = CropDataset(
+            [self.manifest.audio_path(u) for u in self.train_rows],  # type: ignore[union-attr]
+            [u.num_samples for u in self.train_rows], self._train_labels, self.crop_samples, self.sample_rate,
+            self.augment,
+        )
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size,
+            num_workers=self.num_workers, collate_fn=collate, pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _eval_loader(self, trials: TrialSet | None) -> DataLoader:
+        if trials is None:
+            raise ConfigError("no trial list configured for this stage (data.test_trials is null)")
+        dataset = UtteranceDataset(
+            [self.manifest.audio_path(u) for u in trials.utterances], self.sample_rate, self.eval_max_samples  # type: ignore[union-attr]
+        )
+        return DataLoader(dataset, batch_size=self.eval_batch_size, num_workers=self.num_workers, collate_fn=collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val_trials)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_trials)

@@ -1,0 +1,95 @@
+"""Map-style datasets over a manifest and the batch they collate into."""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from speakerid.data.audio import read_audio
+
+
+class SpeakerBatch(NamedTuple):
+    """A batch: (B,S) waveforms, (B,) sample counts, (B,) speaker labels (-1 unknown), (B,) row indices."""
+
+    wav: Tensor
+    lengths: Tensor
+    labels: Tensor
+    index: Tensor
+
+
+class CropDataset(Dataset):
+    """Random fixed-length crops for training; shorter files are repeated to fill the crop.
+
+    Offsets and augmentation draws come from torch's RNG, which the DataLoader seeds per worker
+    from the global seed, so crops are reproducible under ``seed_everything`` and differ between
+    workers.
+
+    Args:
+        paths: audio files.
+        num_samples: length of each file in samples (from the manifest; no header reads here).
+        labels: speaker class of each file.
+        crop_samples: samples per crop.
+        sample_rate: rate every file has.
+        augment: ``(wav, rng) -> wav`` applied to each crop, or None.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        num_samples: Sequence[int],
+        labels: Sequence[int],
+        crop_samples: int,
+        sample_rate: int,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    ) -> None:
+        self.paths = list(paths)
+        self.num_samples = np.asarray(num_samples, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.crop_samples = crop_samples
+        self.sample_rate = sample_rate
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+        total = int(self.num_samples[index])
+        if total >= self.crop_samples:
+            start = int(torch.randint(total - self.crop_samples + 1, ()))
+            wav = read_audio(self.paths[index], self.sample_rate, start, self.crop_samples)
+        else:
+            wav = np.resize(read_audio(self.paths[index], self.sample_rate), self.crop_samples)
+        if self.augment is not None:
+            wav = self.augment(wav, np.random.default_rng(int(torch.randint(2**62, ()))))
+        return wav, int(self.labels[index]), index
+
+
+class UtteranceDataset(Dataset):
+    """Whole utterances (optionally capped at ``max_samples`` from the start), for embedding."""
+
+    def __init__(self, paths: Sequence[Path], sample_rate: int, max_samples: int | None = None) -> None:
+        self.paths = list(paths)
+        self.sample_rate = sample_rate
+        self.max_samples = max_samples
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+        wav = read_audio(self.paths[index], self.sample_rate)
+        return wav[: self.max_samples], -1, index  # [:None] keeps all
+
+
+def collate(items: Sequence[tuple[np.ndarray, int, int]]) -> SpeakerBatch:
+    """Zero-pad waveforms to the longest one and stack."""
+    lengths = torch.tensor([len(wav) for wav, _, _ in items])
+    wav = torch.zeros(len(items), int(lengths.max()))
+    for row, (samples, _, _) in enumerate(items):
+        wav[row, : len(samples)] = torch.from_numpy(samples)
+    labels = torch.tensor([label for _, label, _ in items])
+    index = torch.tensor([i for _, _, i in items])
+    return SpeakerBatch(wav, lengths, labels, index)

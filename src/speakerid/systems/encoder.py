@@ -1,0 +1,119 @@
+"""EncoderModule: trains a speaker encoder and scores verification trials."""
+
+from collections.abc import Callable, Iterable
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from speakerid.data.datasets import SpeakerBatch
+from speakerid.metrics import EqualErrorRate, MinDCF, compute_eer
+from speakerid.scoring import cosine_scores
+
+Schedule = Callable[[Optimizer, int], dict]
+
+
+class EncoderModule(L.LightningModule):
+    """Front end -> backbone -> loss head, with validation/test EER from trial lists.
+
+    Validation and test embed each unique utterance of the data module's trial set once, gather
+    the embeddings of all processes, score the trials by cosine, and log ``{stage}/eer`` and
+    ``{stage}/min_dcf`` (P_target 0.01; test also ``min_dcf_p05`` and ``eer_threshold``).
+
+    Args:
+        features: front end, ``(B,S), (B,) -> (B,T,F), (B,)``; always run in float32.
+        backbone: ``(B,T,F), (B,) -> (B,D)``.
+        loss: loss head ``(B,D), (B,) -> HeadOutput``.
+        optimizer: ``params -> Optimizer`` (a Hydra partial).
+        scheduler: ``(optimizer, total_steps) -> scheduler config``, or None.
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        backbone: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
+        scheduler: Schedule | None = None,
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.backbone = backbone
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.metrics = nn.ModuleDict(
+            {
+                "val_eer": EqualErrorRate(),
+                "val_min_dcf": MinDCF(p_target=0.01),
+                "test_eer": EqualErrorRate(),
+                "test_min_dcf": MinDCF(p_target=0.01),
+                "test_min_dcf_p05": MinDCF(p_target=0.05),
+            }
+        )
+        self._embeddings: list[Tensor] = []
+        self._rows: list[Tensor] = []
+
+    def forward(self, wav: Tensor, lengths: Tensor) -> Tensor:
+        """(B,S) waveforms, (B,) sample counts -> (B,D) embeddings."""
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            feats, frames = self.features(wav.float(), lengths)
+        return self.backbone(feats, frames)
+
+    def training_step(self, batch: SpeakerBatch, batch_idx: int) -> Tensor:
+        out = self.loss(self(batch.wav, batch.lengths), batch.labels)
+        self.log("train/loss", out.loss, prog_bar=True)
+        if out.logits is not None:
+            accuracy = (out.logits.argmax(dim=1) == batch.labels).float().mean()
+            self.log("train/acc", accuracy, prog_bar=True)
+        return out.loss
+
+    def validation_step(self, batch: SpeakerBatch, batch_idx: int) -> None:
+        self._embed(batch)
+
+    def test_step(self, batch: SpeakerBatch, batch_idx: int) -> None:
+        self._embed(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._score("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._score("test")
+
+    def _embed(self, batch: SpeakerBatch) -> None:
+        self._embeddings.append(self(batch.wav, batch.lengths).float())
+        self._rows.append(batch.index)
+
+    def _score(self, stage: str) -> None:
+        embeddings, rows = torch.cat(self._embeddings), torch.cat(self._rows)
+        self._embeddings, self._rows = [], []
+        if self.trainer.sanity_checking:
+            return
+        trials = getattr(self.trainer.datamodule, f"{stage}_trials")
+        # (W,N,D) under DDP, (N,D) alone; the sampler's padding repeats rows, which is harmless here
+        embeddings = self.all_gather(embeddings).reshape(-1, embeddings.shape[-1])
+        rows = self.all_gather(rows).reshape(-1)
+        table = embeddings.new_zeros(len(trials.utterances), embeddings.shape[-1])
+        table[rows] = embeddings
+        scores = cosine_scores(table, trials.enroll.to(self.device), trials.test.to(self.device))
+        labels = trials.labels.to(self.device)
+        shard = slice(self.global_rank, None, self.trainer.world_size)  # each trial counted once
+        for name, metric in self.metrics.items():
+            if name.startswith(stage):
+                metric.update(scores[shard], labels[shard])
+                self.log(
+                    f"{stage}/{name.removeprefix(stage + '_')}",
+                    metric.compute(),
+                    prog_bar=name.endswith("eer"),
+                )
+                metric.reset()
+        if stage == "test":
+            self.log("test/eer_threshold", compute_eer(scores, labels)[1])
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        schedule = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
