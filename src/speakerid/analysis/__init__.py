@@ -1,0 +1,1 @@
+"""Analysis tools: baselines, plots, reports."""
