@@ -1,0 +1,116 @@
+"""The built-in corpus: layout, determinism, lists; the VoxCeleb reader's manifest and bad input."""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from tests.conftest import TINY_CORPUS
+
+from speakerid.data.corpora import SyntheticCorpus, VoxCelebCorpus
+from speakerid.data.trials import read_trials
+from speakerid.errors import CorpusError
+
+
+def _digest(root: Path) -> str:
+    digest = hashlib.sha1()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_layout_and_lists(tiny_corpus: SyntheticCorpus) -> None:
+    root = tiny_corpus.root
+    manifest = tiny_corpus.manifest()
+    assert len(manifest) == 10 * 6
+    assert len(manifest.speakers) == 10
+    first = manifest[0]
+    assert (
+        first.path == "wav/id10001/session01/00001.wav"
+        and first.utt_id == "id10001/session01/00001"
+    )
+    assert {u.gender for u in manifest} == {"male", "female"}
+    durations = [u.duration for u in manifest]
+    assert min(durations) >= 1.0 and max(durations) <= 2.0
+    info = sf.info(str(root / first.path))
+    assert (info.samplerate, info.channels) == (16000, 1)
+    # trials: held-out speakers only, both labels, every file exists
+    trials = read_trials(root / "veri_test2.txt")
+    test_speakers = {f"id{10001 + i}" for i in range(7, 10)}
+    assert {t.enroll.split("/")[0] for t in trials} | {
+        t.test.split("/")[0] for t in trials
+    } <= test_speakers
+    assert {t.label for t in trials} == {0, 1}
+    assert all(
+        (root / "wav" / t.enroll).is_file() and (root / "wav" / t.test).is_file() for t in trials
+    )
+    splits = [line.split() for line in (root / "iden_split.txt").read_text().splitlines()]
+    assert len(splits) == len(manifest)
+    assert {s for s, path in splits if "session02" in path} == {"3"}  # last session: test
+    assert {s for s, path in splits if "session01" in path} == {"1"}
+    assert (root / "meta.csv").read_text().startswith("speaker,gender,language,set")
+
+
+def test_build_is_deterministic_and_seeded(tiny_corpus: SyntheticCorpus, tmp_path: Path) -> None:
+    params = {
+        **TINY_CORPUS,
+        "num_speakers": 4,
+        "test_speakers": 1,
+        "utterances_per_speaker": 3,
+        "trials_per_utterance": 1,
+    }
+    a = SyntheticCorpus(str(tmp_path / "a"), str(tmp_path / "cache"), **params)
+    b = SyntheticCorpus(
+        str(tmp_path / "b"), str(tmp_path / "cache"), **{**params, "num_workers": 1}
+    )
+    c = SyntheticCorpus(str(tmp_path / "c"), str(tmp_path / "cache"), **{**params, "seed": 1})
+    for corpus in (a, b, c):
+        corpus.prepare()
+    assert _digest(a.root) == _digest(b.root)  # worker count does not change the output
+    assert _digest(a.root) != _digest(c.root)
+
+
+def test_existing_corpus_with_other_settings_is_refused(tiny_corpus: SyntheticCorpus) -> None:
+    other = SyntheticCorpus(str(tiny_corpus.root), "unused", **{**TINY_CORPUS, "difficulty": 0.5})
+    with pytest.raises(CorpusError, match=r"built with other settings.*difficulty"):
+        other.prepare()
+
+
+def test_missing_and_empty_corpus_folders(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match=f"{tmp_path}/nowhere/wav: corpus folder not found"):
+        VoxCelebCorpus(str(tmp_path / "nowhere"), str(tmp_path / "cache")).manifest()
+    (tmp_path / "empty" / "wav").mkdir(parents=True)
+    with pytest.raises(CorpusError, match="no utterances found"):
+        VoxCelebCorpus(str(tmp_path / "empty"), str(tmp_path / "cache")).manifest()
+
+
+def _copy_corpus(tiny_corpus: SyntheticCorpus, dst: Path) -> Path:
+    shutil.copytree(tiny_corpus.root, dst)
+    return dst
+
+
+def test_bad_files_are_reported_or_skipped(tiny_corpus: SyntheticCorpus, tmp_path: Path) -> None:
+    root = _copy_corpus(tiny_corpus, tmp_path / "corpus")
+    (root / "wav/id10001/session01/00001.wav").write_bytes(b"not audio")
+    sf.write(str(root / "wav/id10002/session01/00001.wav"), np.zeros((800, 2)), 16000)
+    sf.write(str(root / "wav/id10003/session01/00001.wav"), np.zeros(800), 8000)
+    with pytest.raises(CorpusError) as info:
+        VoxCelebCorpus(str(root), str(tmp_path / "cache")).manifest()
+    message = str(info.value)
+    assert message.startswith("3 bad audio file(s)")
+    assert "id10001/session01/00001.wav: not a readable audio file" in message
+    assert "2 channels, expected mono" in message and "sample rate 8000 Hz" in message
+    manifest = VoxCelebCorpus(str(root), str(tmp_path / "cache"), on_bad_file="skip").manifest()
+    assert len(manifest) == 60 - 3
+
+
+def test_manifest_is_cached_and_refreshed(tiny_corpus: SyntheticCorpus, tmp_path: Path) -> None:
+    root = _copy_corpus(tiny_corpus, tmp_path / "corpus")
+    reader = VoxCelebCorpus(str(root), str(tmp_path / "cache"), meta_file="meta.csv")
+    assert len(reader.manifest()) == 60
+    assert len(list((tmp_path / "cache" / "manifests").glob("*.tsv"))) == 1
+    shutil.rmtree(root / "wav/id10001/session02")
+    assert len(reader.manifest()) == 57  # the fingerprint saw the folder change

@@ -1,0 +1,130 @@
+"""Training end to end: fast_dev_run, overfit, train -> checkpoint -> speakerid-eval, CLI errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+from tests.conftest import compose_config, tiny_train_config
+
+from speakerid.errors import ConfigError
+from speakerid.evaluate import evaluate, load_checkpoint
+from speakerid.train import train
+
+BIN = Path(sys.executable).parent
+
+
+def test_fast_dev_run(tiny_train_cfg: DictConfig) -> None:
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.trainer.fast_dev_run = True
+        tiny_train_cfg.test = False
+    metrics = train(tiny_train_cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_tiny_model_overfits_one_batch(tiny_train_cfg: DictConfig) -> None:
+    torch.manual_seed(0)
+    system = instantiate(tiny_train_cfg.system)
+    datamodule = instantiate(tiny_train_cfg.data, batch_size=5)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    optimizer = torch.optim.Adam(system.parameters(), lr=0.01)
+    losses = []
+    for _ in range(40):
+        out = system.loss(system(batch.wav, batch.lengths), batch.labels)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    assert (out.logits.argmax(1) == batch.labels).all()
+
+
+@pytest.mark.slow
+def test_all_loggers_at_once_offline(tiny_data_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_train_config(
+        tiny_data_dir,
+        tmp_path,
+        "logger=[csv,tensorboard,wandb]",
+        "test=false",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+    )
+    train(cfg)
+    assert (tmp_path / "csv" / "metrics.csv").read_text().startswith("epoch,step")
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_train_checkpoint_eval_round_trip(tiny_train_cfg: DictConfig, tmp_path: Path) -> None:
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.trainer.max_epochs = 2
+    metrics = train(tiny_train_cfg)
+    assert 0.0 <= metrics["test/eer"] <= 1.0
+    assert json.loads((tmp_path / "metrics.json").read_text())["test/eer"] == metrics["test/eer"]
+    ckpt = tmp_path / "checkpoints" / "best.ckpt"
+    assert load_checkpoint(ckpt)["speakerid"]["config"]["model"]["backbone"]["channels"] == 16
+    env = {**os.environ, "WANDB_MODE": "offline", "CI": "true"}
+    run = subprocess.run(
+        [
+            BIN / "speakerid-eval",
+            f"ckpt_path={ckpt}",
+            f"hydra.run.dir={tmp_path}/eval",
+            "num_workers=0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads((tmp_path / "eval.json").read_text())
+    trial_lines = Path(report["trials"]).read_text().splitlines()
+    assert report["num_trials"] == len(trial_lines)
+    # same weights, same trials: the standalone evaluation reproduces the run's own test
+    assert report["eer"] == pytest.approx(metrics["test/eer"], abs=1e-6)
+    assert report["min_dcf_p01"] == pytest.approx(metrics["test/min_dcf"], abs=1e-6)
+    assert set(report) >= {
+        "eer",
+        "min_dcf_p01",
+        "min_dcf_p05",
+        "threshold",
+        "num_trials",
+        "checkpoint",
+    }
+
+
+def test_eval_rejects_missing_and_foreign_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="checkpoint not found"):
+        evaluate(compose_config("eval", [f"ckpt_path={tmp_path}/none.ckpt"]))
+    (tmp_path / "junk.ckpt").write_bytes(b"\x00garbage")
+    with pytest.raises(ConfigError, match=r"junk\.ckpt: not a loadable checkpoint"):
+        load_checkpoint(tmp_path / "junk.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(ConfigError, match="not a speakerid checkpoint"):
+        load_checkpoint(tmp_path / "other.ckpt")
+
+
+@pytest.mark.slow
+def test_cli_reports_a_missing_corpus_in_one_line(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [
+            BIN / "speakerid-train",
+            "data=voxceleb",
+            f"data.corpus.root={tmp_path}/nowhere",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CI": "true"},
+    )
+    assert run.returncode == 2
+    assert f"error: {tmp_path}/nowhere/wav: corpus folder not found" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout

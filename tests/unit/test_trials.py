@@ -1,0 +1,63 @@
+"""Trial lists: parsing errors with line numbers, and the generator's format rules."""
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from speakerid.data.trials import make_trials, read_trials, write_trials
+from speakerid.errors import ListFileError
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "trials.txt"
+    write_trials(path, [(1, "a/x/1.wav", "a/y/2.wav"), (0, "a/x/1.wav", "b/z/3.wav")])
+    assert [(t.label, t.enroll, t.test, t.line) for t in read_trials(path)] == [
+        (1, "a/x/1.wav", "a/y/2.wav", 1),
+        (0, "a/x/1.wav", "b/z/3.wav", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad_line", ["2 a.wav b.wav", "1 a.wav", "1 a.wav b.wav c.wav", "yes a.wav b.wav"]
+)
+def test_malformed_line_is_named_with_its_number(tmp_path: Path, bad_line: str) -> None:
+    path = tmp_path / "trials.txt"
+    path.write_text(f"1 a.wav b.wav\n\n{bad_line}\n")
+    with pytest.raises(ListFileError, match=r"trials.txt:3: expected '1\|0 path path'"):
+        read_trials(path)
+
+
+def test_missing_and_empty_lists(tmp_path: Path) -> None:
+    with pytest.raises(ListFileError, match="not found"):
+        read_trials(tmp_path / "nope.txt")
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(ListFileError, match="empty"):
+        read_trials(tmp_path / "empty.txt")
+
+
+def _utterances() -> tuple[list[str], list[str], list[str]]:
+    speakers, sessions, groups = [], [], []
+    for spk in range(8):
+        for utt in range(6):
+            speakers.append(f"s{spk}")
+            sessions.append(str(utt % 3))
+            groups.append(f"g{spk % 2}")
+    return speakers, sessions, groups
+
+
+def test_generated_trials_follow_the_rules() -> None:
+    speakers, sessions, groups = _utterances()
+    trials = make_trials(speakers, sessions, groups, per_utterance=3, seed=0)
+    labels = Counter(label for label, _, _ in trials)
+    assert labels[0] == labels[1] > 0
+    assert len({(a, b) for _, a, b in trials}) == len(trials)  # unique pairs
+    for label, a, b in trials:
+        assert a != b
+        assert (speakers[a] == speakers[b]) == (label == 1)
+        if label == 1:
+            assert sessions[a] != sessions[b]  # targets cross sessions
+    nontarget = [(a, b) for label, a, b in trials if label == 0]
+    assert sum(groups[a] == groups[b] for a, b in nontarget) >= len(nontarget) / 2
+    assert make_trials(speakers, sessions, groups, 3, seed=0) == trials
+    assert make_trials(speakers, sessions, groups, 3, seed=1) != trials
