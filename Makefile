@@ -1,0 +1,59 @@
+# speakerid — `make help` lists the targets. Targets that run a tool take ARGS="hydra overrides".
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install train eval prepare baseline test test-all lint format sweep bench clean clean-data
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install speakerid with its pinned stack (once)
+
+train: install ## Train the default recipe on the built-in corpus (built if missing), then test it
+	$(VENV)/bin/speakerid-train $(ARGS)
+
+eval: install ## Score trials with a checkpoint: ARGS="ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt"
+	$(VENV)/bin/speakerid-eval $(ARGS)
+
+prepare: install ## Build the synthetic corpus, or check a real one (ARGS="corpus=voxceleb corpus.root=...")
+	$(VENV)/bin/speakerid-prepare $(ARGS)
+
+baseline: install ## EER of a model that does not learn (cosine of mean fbank) on the same test trials
+	$(PY) -m speakerid.analysis.baseline $(ARGS)
+
+test: install ## Run the test suite (all CPU tests, slow ones included)
+	$(PY) -m pytest -m "not gpu" $(ARGS)
+
+test-all: install ## Run every test, GPU ones included (they need CUDA)
+	$(PY) -m pytest $(ARGS)
+
+lint: install ## ruff check and format check
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+format: install ## ruff fix and format
+	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests
+
+sweep: install ## Hydra multirun over the AAM margin and scale (basic launcher, one run after another)
+	$(VENV)/bin/speakerid-train --multirun loss.margin=0.1,0.2,0.3 loss.scale=20,30 $(ARGS)
+
+bench: install ## Throughput figures, written to bench.json
+	$(PY) -m speakerid.bench $(ARGS)
+
+clean: ## Remove run folders and caches (keeps data/ and .venv/)
+	rm -rf logs .pytest_cache .ruff_cache bench.json
+	find . -name __pycache__ -prune -not -path './.venv/*' -exec rm -rf {} +
+
+clean-data: ## Remove data/ (the synthetic corpus and manifest caches)
+	rm -rf data
