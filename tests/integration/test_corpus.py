@@ -79,6 +79,19 @@ def test_existing_corpus_with_other_settings_is_refused(tiny_corpus: SyntheticCo
         other.prepare()
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"languages": ["en", "klingon"]}, r"languages \['klingon'\] not available"),
+        ({"test_speakers": 10}, "test_speakers=10 must be in"),
+        ({"min_seconds": 3.0}, "min_seconds <= max_seconds"),
+    ],
+)
+def test_bad_settings_are_refused(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(CorpusError, match=message):
+        SyntheticCorpus(str(tmp_path / "c"), str(tmp_path / "cache"), **{**TINY_CORPUS, **change})
+
+
 def test_missing_and_empty_corpus_folders(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match=f"{tmp_path}/nowhere/wav: corpus folder not found"):
         VoxCelebCorpus(str(tmp_path / "nowhere"), str(tmp_path / "cache")).manifest()

@@ -37,7 +37,9 @@ def read_audio(
     try:
         with sf.SoundFile(str(path)) as f:
             if f.samplerate != sample_rate:
-                raise AudioError(f"{path}: sample rate {f.samplerate} Hz, expected {sample_rate} Hz")
+                raise AudioError(
+                    f"{path}: sample rate {f.samplerate} Hz, expected {sample_rate} Hz"
+                )
             if f.channels != 1:
                 raise AudioError(f"{path}: {f.channels} channels, expected mono")
             if start:

@@ -24,7 +24,9 @@ class ChannelAugment:
         (16000,)
     """
 
-    def __init__(self, sample_rate: int = 16000, probability: float = 0.6, strength: float = 1.0) -> None:
+    def __init__(
+        self, sample_rate: int = 16000, probability: float = 0.6, strength: float = 1.0
+    ) -> None:
         self.sample_rate = sample_rate
         self.probability = probability
         self.strength = strength

@@ -34,13 +34,21 @@ class TrialSet:
     labels: Tensor  # (N,) long, 1 = same speaker
 
     @classmethod
-    def from_pairs(cls, name: str, utterances: list[Utterance], pairs: list[tuple[int, int, int]]) -> "TrialSet":
+    def from_pairs(
+        cls, name: str, utterances: list[Utterance], pairs: list[tuple[int, int, int]]
+    ) -> "TrialSet":
         order = sorted(range(len(utterances)), key=lambda i: -utterances[i].num_samples)
         new_index = np.empty(len(order), dtype=np.int64)
         new_index[order] = np.arange(len(order))
         triples = torch.tensor(pairs, dtype=torch.long).reshape(-1, 3)
         remap = torch.from_numpy(new_index)
-        return cls(name, [utterances[i] for i in order], remap[triples[:, 1]], remap[triples[:, 2]], triples[:, 0])
+        return cls(
+            name,
+            [utterances[i] for i in order],
+            remap[triples[:, 1]],
+            remap[triples[:, 2]],
+            triples[:, 0],
+        )
 
 
 def resolve_trials(name: str, trials: list[Trial], manifest: Manifest, source: Path) -> TrialSet:
@@ -145,40 +153,57 @@ class SpeakerDataModule(L.LightningDataModule):
             held_out = {u.speaker for u in self.test_trials.utterances}
         dev = [s for s in self.manifest.speakers if s not in held_out]
         if not 0 < self.val_speakers < len(dev):
-            raise ConfigError(f"data.val_speakers={self.val_speakers} must be in [1, {len(dev)}): the corpus has {len(dev)} speakers outside the test trials")
+            raise ConfigError(
+                f"data.val_speakers={self.val_speakers} must be in [1, {len(dev)}): "
+                f"the corpus has {len(dev)} speakers outside the test trials"
+            )
         rng = np.random.default_rng(self.seed)
         val = set(rng.choice(dev, self.val_speakers, replace=False).tolist())
         self.speakers = [s for s in dev if s not in val]
         if stage in (None, "fit") and len(self.speakers) != self.num_speakers:
             raise ConfigError(
-                f"data.num_speakers={self.num_speakers}, but {self.manifest.root} has {len(self.speakers)} "
-                f"training speakers ({len(dev)} outside the test trials, less {self.val_speakers} for "
-                f"validation): set data.num_speakers={len(self.speakers)}"
+                f"data.num_speakers={self.num_speakers}, but {self.manifest.root} has "
+                f"{len(self.speakers)} training speakers ({len(dev)} outside the test trials, less "
+                f"{self.val_speakers} for validation): set data.num_speakers={len(self.speakers)}"
             )
         label = {s: i for i, s in enumerate(self.speakers)}
         self.train_rows = [u for u in self.manifest if u.speaker in label]
         self._train_labels = [label[u.speaker] for u in self.train_rows]
         val_rows = [u for u in self.manifest if u.speaker in val]
         pairs = make_trials(
-            [u.speaker for u in val_rows], [u.session for u in val_rows],
-            [f"{u.language}/{u.gender}" for u in val_rows], self.val_trials_per_utterance, self.seed,
+            [u.speaker for u in val_rows],
+            [u.session for u in val_rows],
+            [f"{u.language}/{u.gender}" for u in val_rows],
+            self.val_trials_per_utterance,
+            self.seed,
         )
         self.val_trials = TrialSet.from_pairs("val", val_rows, pairs)
         log.info(
-            "%d training utterances of %d speakers; validation: %d trials over %d utterances; test: %s",
-            len(self.train_rows), len(self.speakers), len(self.val_trials.labels), len(val_rows),
+            "training: %d utterances of %d speakers; validation: %d trials of %d; test: %s",
+            len(self.train_rows),
+            len(self.speakers),
+            len(self.val_trials.labels),
+            len(val_rows),
             f"{len(self.test_trials.labels)} trials" if self.test_trials else "none",
         )
 
     def train_dataloader(self) -> DataLoader:
         dataset = CropDataset(
             [self.manifest.audio_path(u) for u in self.train_rows],  # type: ignore[union-attr]
-            [u.num_samples for u in self.train_rows], self._train_labels, self.crop_samples, self.sample_rate,
+            [u.num_samples for u in self.train_rows],
+            self._train_labels,
+            self.crop_samples,
+            self.sample_rate,
             self.augment,
         )
         return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size,
-            num_workers=self.num_workers, collate_fn=collate, pin_memory=self.pin_memory,
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
@@ -186,9 +211,16 @@ class SpeakerDataModule(L.LightningDataModule):
         if trials is None:
             raise ConfigError("no trial list configured for this stage (data.test_trials is null)")
         dataset = UtteranceDataset(
-            [self.manifest.audio_path(u) for u in trials.utterances], self.sample_rate, self.eval_max_samples  # type: ignore[union-attr]
+            [self.manifest.audio_path(u) for u in trials.utterances],
+            self.sample_rate,
+            self.eval_max_samples,  # type: ignore[union-attr]
         )
-        return DataLoader(dataset, batch_size=self.eval_batch_size, num_workers=self.num_workers, collate_fn=collate)
+        return DataLoader(
+            dataset,
+            batch_size=self.eval_batch_size,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_trials)

@@ -13,7 +13,7 @@ from speakerid.data.audio import read_audio
 
 
 class SpeakerBatch(NamedTuple):
-    """A batch: (B,S) waveforms, (B,) sample counts, (B,) speaker labels (-1 unknown), (B,) row indices."""
+    """(B,S) waveforms, (B,) sample counts, (B,) speaker labels (-1: unknown), (B,) dataset rows."""
 
     wav: Tensor
     lengths: Tensor
@@ -71,7 +71,9 @@ class CropDataset(Dataset):
 class UtteranceDataset(Dataset):
     """Whole utterances (optionally capped at ``max_samples`` from the start), for embedding."""
 
-    def __init__(self, paths: Sequence[Path], sample_rate: int, max_samples: int | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[Path], sample_rate: int, max_samples: int | None = None
+    ) -> None:
         self.paths = list(paths)
         self.sample_rate = sample_rate
         self.max_samples = max_samples

@@ -10,11 +10,20 @@ from typing import NamedTuple
 from speakerid.errors import CorpusError
 from speakerid.utils.io import atomic_open
 
-COLUMNS = ("utt_id", "path", "speaker", "session", "num_samples", "sample_rate", "gender", "language")
+COLUMNS = (
+    "utt_id",
+    "path",
+    "speaker",
+    "session",
+    "num_samples",
+    "sample_rate",
+    "gender",
+    "language",
+)
 
 
 class Utterance(NamedTuple):
-    """One manifest row. ``path`` is relative to the corpus root; ``utt_id`` is ``speaker/session/name``."""
+    """A manifest row: ``path`` relative to the corpus root; ``utt_id`` ``speaker/session/name``."""
 
     utt_id: str
     path: str
@@ -75,7 +84,8 @@ class Manifest(Sequence[Utterance]):
             if tuple(next(reader, ())) != COLUMNS:
                 return None
             rows = [
-                Utterance(u, p, s, se, int(n), int(sr), g, lang) for u, p, s, se, n, sr, g, lang in reader
+                Utterance(u, p, s, se, int(n), int(sr), g, lang)
+                for u, p, s, se, n, sr, g, lang in reader
             ]
         return cls(root, rows)
 

@@ -1,4 +1,4 @@
-"""Trial lists: ``1|0 path path`` lines, read with line-numbered errors and generated with a seed."""
+"""Trial lists (``1|0 path path``): read with line-numbered errors, generated with a seed."""
 
 from collections import defaultdict
 from collections.abc import Sequence
@@ -9,7 +9,6 @@ import numpy as np
 
 from speakerid.errors import ListFileError
 from speakerid.utils.io import atomic_open
-
 
 
 class Trial(NamedTuple):

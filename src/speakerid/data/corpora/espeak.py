@@ -112,7 +112,9 @@ class Espeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         return 0
 
-    def synthesize(self, text: str, voice: str, rate: int, pitch: int = 50, range_: int = 50) -> np.ndarray:
+    def synthesize(
+        self, text: str, voice: str, rate: int, pitch: int = 50, range_: int = 50
+    ) -> np.ndarray:
         """Speak ``text`` with ``voice`` ("lang+variant") at ``rate`` words/min.
 
         ``pitch`` and ``range_`` (0-100, 50 = the variant's own) shift the variant's pitch.
@@ -124,8 +126,12 @@ class Espeak:
             self._lib.espeak_SetParameter(param, int(value), 0)
         data = text.encode("utf-8")
         self._chunks = []
-        err = self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        err = self._lib.espeak_Synth(
+            data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+        )
         self._lib.espeak_Synchronize()
         if err != 0 or not self._chunks:
-            raise RuntimeError(f"espeak-ng failed to speak {text[:40]!r} with {voice!r} (error {err})")
+            raise RuntimeError(
+                f"espeak-ng failed to speak {text[:40]!r} with {voice!r} (error {err})"
+            )
         return np.concatenate(self._chunks).astype(np.float32) / 32768.0

@@ -1,4 +1,4 @@
-"""A deterministic sentence generator: every call of :meth:`SentenceGenerator.sentence` is new text."""
+"""A deterministic sentence generator: each call of `SentenceGenerator.sentence` is new text."""
 
 import numpy as np
 

@@ -22,7 +22,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from speakerid.data.corpora.channel import random_channel
-from speakerid.data.corpora.espeak import Espeak, make_data_dir, variant_file
+from speakerid.data.corpora.espeak import LANGUAGE_FILES, Espeak, make_data_dir, variant_file
 from speakerid.data.corpora.sentences import SentenceGenerator
 from speakerid.data.corpora.voxceleb import VoxCelebCorpus
 from speakerid.data.manifest import Manifest
@@ -100,9 +100,20 @@ class SyntheticCorpus:
         num_workers: int | None = None,
     ) -> None:
         if not 0 < test_speakers < num_speakers:
-            raise CorpusError(f"test_speakers={test_speakers} must be in [1, num_speakers={num_speakers})")
+            raise CorpusError(
+                f"test_speakers={test_speakers} must be in [1, num_speakers={num_speakers})"
+            )
         if sessions_per_speaker < 1 or utterances_per_speaker < 2:
             raise CorpusError("need at least 1 session and 2 utterances per speaker")
+        if not 0 < min_seconds <= max_seconds:
+            raise CorpusError(
+                f"need 0 < min_seconds <= max_seconds, got {min_seconds}, {max_seconds}"
+            )
+        unknown = sorted(set(languages) - set(LANGUAGE_FILES))
+        if unknown or not languages:
+            raise CorpusError(
+                f"languages {unknown or '[]'} not available; choose from {sorted(LANGUAGE_FILES)}"
+            )
         self.root = Path(root)
         self.params = {
             "builder_version": BUILDER_VERSION,
@@ -140,7 +151,9 @@ class SyntheticCorpus:
                 )
             return
         if self.root.exists() and any(self.root.iterdir()):
-            raise CorpusError(f"{self.root} exists but is not a complete synthetic corpus; delete it")
+            raise CorpusError(
+                f"{self.root} exists but is not a complete synthetic corpus; delete it"
+            )
         self._build()
 
     def _build(self) -> None:
@@ -148,13 +161,19 @@ class SyntheticCorpus:
         partial = self.root.with_name(self.root.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         voices = _design_voices(p)
-        data_dir = make_data_dir(partial / "_espeak", p["languages"], {v.speaker: v.variant for v in voices})
+        data_dir = make_data_dir(
+            partial / "_espeak", p["languages"], {v.speaker: v.variant for v in voices}
+        )
         jobs, sessions = _plan_jobs(p, voices)
-        log.info("Synthesizing %d utterances of %d speakers into %s", len(jobs), len(voices), self.root)
+        log.info(
+            "Synthesizing %d utterances of %d speakers into %s", len(jobs), len(voices), self.root
+        )
         (partial / "wav").mkdir(parents=True)
         ctx = mp.get_context("spawn")  # libespeak-ng and torch must not be forked mid-use
         with ctx.Pool(self.num_workers, _init_worker, (str(data_dir), str(partial), p)) as pool:
-            results = list(progress_bar(pool.imap(_render, jobs, chunksize=4), len(jobs), "synthesizing"))
+            results = list(
+                progress_bar(pool.imap(_render, jobs, chunksize=4), len(jobs), "synthesizing")
+            )
         shutil.rmtree(partial / "_espeak")
         _write_lists(partial, p, voices, jobs, sessions)
         write_json(partial / "corpus.json", p)
@@ -175,37 +194,52 @@ def _design_voices(p: dict) -> list[_Voice]:
         base = int(rng.uniform(150, 240) if female else rng.uniform(75, 135))
         tract = rng.uniform(1.04, 1.18) if female else rng.uniform(0.9, 1.04)
         formants = [
-            (int(100 * tract * rng.uniform(0.95, 1.05)), int(rng.uniform(70, 110)), int(rng.uniform(80, 160)))
+            (
+                int(100 * tract * rng.uniform(0.95, 1.05)),
+                int(rng.uniform(70, 110)),
+                int(rng.uniform(80, 160)),
+            )
             for _ in range(9)
         ]
         klatt = int(rng.choice([0, 0, 0, 1, 2, 3, 4]))
         name = f"id{10001 + i}"
         # libespeak-ng is reproducible only without flutter (a global phase), and with breath and
         # roughness only in its Klatt synthesizers: the corpus must be a function of the seed.
-        breath, roughness = (int(rng.choice([0, 2, 4])), int(rng.integers(0, 5))) if klatt else (0, 0)
+        breath, roughness = (
+            (int(rng.choice([0, 2, 4])), int(rng.integers(0, 5))) if klatt else (0, 0)
+        )
         variant = variant_file(
-            name, gender, (base, base + int(rng.uniform(25, 90))), formants,
-            breath=breath, roughness=roughness, flutter=0, klatt=klatt,
+            name,
+            gender,
+            (base, base + int(rng.uniform(25, 90))),
+            formants,
+            breath=breath,
+            roughness=roughness,
+            flutter=0,
+            klatt=klatt,
         )
         test = i >= p["num_speakers"] - p["test_speakers"]
-        voices.append(_Voice(name, gender, language, variant, int(rng.uniform(135, 215)), base, klatt, test))
+        voices.append(
+            _Voice(name, gender, language, variant, int(rng.uniform(135, 215)), base, klatt, test)
+        )
     return voices
 
 
 def _plan_jobs(p: dict, voices: list[_Voice]) -> tuple[list[_Job], list[int]]:
     """One job per utterance; texts come from one generator so that none repeats."""
     sentences = SentenceGenerator(p["seed"])
+    n_sessions = p["sessions_per_speaker"]
     jobs, sessions = [], []
     for i, v in enumerate(voices):
         for u in range(p["utterances_per_speaker"]):
             rng = np.random.default_rng([p["seed"], 3, i, u])
-            session = u % p["sessions_per_speaker"]
+            session = u % n_sessions
             seconds = rng.uniform(p["min_seconds"], p["max_seconds"])
             rate = int(v.rate * rng.uniform(0.94, 1.06))
             words = max(2, round(seconds * rate / 60))
             jobs.append(
                 _Job(
-                    path=f"wav/{v.speaker}/session{session + 1:02d}/{u // p['sessions_per_speaker'] + 1:05d}.wav",
+                    path=f"wav/{v.speaker}/session{session + 1:02d}/{u // n_sessions + 1:05d}.wav",
                     voice=f"{v.language}+{v.speaker}",
                     rate=rate,
                     pitch=int(50 + rng.uniform(-6, 6)),
@@ -228,7 +262,7 @@ def _init_worker(data_dir: str, out_dir: str, params: dict) -> None:
 
 
 def _render(job: _Job) -> int:
-    """Synthesize, fit to the duration range, pass through the session channel, write; return samples."""
+    """Synthesize, fit to the duration range, record through the session channel; return samples."""
     tts: Espeak = _worker["tts"]
     p = _worker["params"]
     sr = p["sample_rate"]
@@ -260,16 +294,28 @@ def _write_lists(
     with atomic_open(root / "meta.csv") as f:
         f.write("speaker,gender,language,set,pitch_hz,rate_wpm,klatt\n")
         for v in voices:
-            f.write(f"{v.speaker},{v.gender},{v.language},{'test' if v.test else 'dev'},{v.pitch_hz},{v.rate},{v.klatt}\n")
+            split = "test" if v.test else "dev"
+            f.write(
+                f"{v.speaker},{v.gender},{v.language},{split},{v.pitch_hz},{v.rate},{v.klatt}\n"
+            )
     n_sessions = p["sessions_per_speaker"]
     with atomic_open(root / "iden_split.txt") as f:
         for job, s in zip(jobs, sessions, strict=True):
             from_last = n_sessions - 1 - s  # the last session is test; the one before, if any, dev
-            split = 3 if from_last == 0 and n_sessions > 1 else 2 if from_last == 1 and n_sessions > 2 else 1
+            split = (
+                3
+                if from_last == 0 and n_sessions > 1
+                else 2
+                if from_last == 1 and n_sessions > 2
+                else 1
+            )
             f.write(f"{split} {job.path.removeprefix('wav/')}\n")
     per_voice = p["utterances_per_speaker"]
-    test = [(j, s, voices[k // per_voice]) for k, (j, s) in enumerate(zip(jobs, sessions, strict=True))
-            if voices[k // per_voice].test]
+    test = [
+        (j, s, voices[k // per_voice])
+        for k, (j, s) in enumerate(zip(jobs, sessions, strict=True))
+        if voices[k // per_voice].test
+    ]
     index = make_trials(
         speakers=[v.speaker for _, _, v in test],
         sessions=[str(s) for _, s, _ in test],

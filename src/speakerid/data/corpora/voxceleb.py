@@ -69,12 +69,14 @@ class VoxCelebCorpus:
         cache = cache_path(self.cache_dir, self.root, "voxceleb")
         manifest = Manifest.load(self.root, cache, fingerprint)
         if manifest is None:
-            manifest = require_nonempty(self._scan(), f"no {self.audio_dir}/<speaker>/<session>/*.wav files")
+            manifest = require_nonempty(
+                self._scan(), f"no {self.audio_dir}/<speaker>/<session>/*.wav files"
+            )
             manifest.save(cache, fingerprint)
         return manifest
 
     def _fingerprint(self) -> dict:
-        """Changes when a speaker or session folder, or the metadata file, is added, removed or edited."""
+        """Changes when a speaker or session folder, or the metadata file, changes."""
         digest = hashlib.sha1()
         for folder in sorted((self.root / self.audio_dir).glob("*/*")):
             digest.update(f"{folder.relative_to(self.root)}:{folder.stat().st_mtime_ns}\n".encode())
@@ -99,16 +101,29 @@ class VoxCelebCorpus:
             except AudioError as err:
                 bad.append(str(err))
         if bad:
-            listing = "\n  ".join(bad[:10]) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
+            listing = "\n  ".join(bad[:10]) + (
+                f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+            )
             if self.on_bad_file == "error":
-                raise CorpusError(f"{len(bad)} bad audio file(s) in {self.root} (set on_bad_file=skip to leave them out):\n  {listing}")
-            log.warning("Skipped %d bad audio file(s) of %d in %s:\n  %s", len(bad), len(files), self.root, listing)
+                raise CorpusError(
+                    f"{len(bad)} bad audio file(s) in {self.root} "
+                    f"(set on_bad_file=skip to leave them out):\n  {listing}"
+                )
+            log.warning(
+                "Skipped %d bad audio file(s) of %d in %s:\n  %s",
+                len(bad),
+                len(files),
+                self.root,
+                listing,
+            )
         return Manifest(self.root, rows)
 
     def _row(self, path: Path, meta: dict[str, tuple[str, str]]) -> Utterance:
         info = audio_info(path)
         if info.samplerate != self.sample_rate:
-            raise AudioError(f"{path}: sample rate {info.samplerate} Hz, expected {self.sample_rate} Hz")
+            raise AudioError(
+                f"{path}: sample rate {info.samplerate} Hz, expected {self.sample_rate} Hz"
+            )
         if info.channels != 1:
             raise AudioError(f"{path}: {info.channels} channels, expected mono")
         if info.frames == 0:
@@ -117,14 +132,25 @@ class VoxCelebCorpus:
         speaker, session = rel.parts[-3], rel.parts[-2]
         gender, language = meta.get(speaker, ("", ""))
         utt_id = f"{speaker}/{session}/{path.stem}"
-        return Utterance(utt_id, str(rel), speaker, session, int(info.frames), int(info.samplerate), gender, language)
+        return Utterance(
+            utt_id,
+            str(rel),
+            speaker,
+            session,
+            int(info.frames),
+            int(info.samplerate),
+            gender,
+            language,
+        )
 
     def _read_meta(self) -> dict[str, tuple[str, str]]:
         if not self.meta_file:
             return {}
         path = self.root / self.meta_file
         if not path.is_file():
-            raise CorpusError(f"{path}: metadata file not found (set meta_file=null if there is none)")
+            raise CorpusError(
+                f"{path}: metadata file not found (set meta_file=null if there is none)"
+            )
         with open(path, newline="") as f:
             head = f.readline()
             f.seek(0)
@@ -132,7 +158,9 @@ class VoxCelebCorpus:
         if not rows:
             return {}
         keys = {k.strip().lower(): k for k in rows[0]}
-        spk_key = next((keys[k] for k in ("speaker", "voxceleb1 id", "voxceleb2 id") if k in keys), None)
+        spk_key = next(
+            (keys[k] for k in ("speaker", "voxceleb1 id", "voxceleb2 id") if k in keys), None
+        )
         if spk_key is None:
             raise CorpusError(f"{path}: no speaker column (expected 'speaker' or 'VoxCeleb1 ID')")
         g_key, l_key = keys.get("gender"), keys.get("language")
