@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speakerid.callbacks import ConfigInCheckpoint
 from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
+from speakerid.errors import ConfigError
 from speakerid.utils.io import write_json
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        (results,) = trainer.test(system, datamodule=datamodule, ckpt_path=best or None)
+        ckpt_path = _test_checkpoint(trainer, cfg.test_ckpt)
+        (results,) = trainer.test(system, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics.update(results)
-        log.info("Tested %s", best or "the last weights")
+        log.info("Tested %s", ckpt_path or "the final weights")
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics
+
+
+def _test_checkpoint(trainer: L.Trainer, choice: str) -> str | None:
+    """Path of the checkpoint to test: ``best`` by val/eer, or None for the final weights."""
+    if choice == "last":
+        return None
+    if choice != "best":
+        raise ConfigError(f"test_ckpt must be 'best' or 'last', got {choice!r}")
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not best:
+        raise ConfigError("test_ckpt=best needs the model_checkpoint callback monitoring val/eer")
+    return best
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")

@@ -9,9 +9,18 @@ import pytest
 import soundfile as sf
 from tests.conftest import TINY_CORPUS
 
-from speakerid.data.corpora import SyntheticCorpus, VoxCelebCorpus
+from speakerid.data.corpora import SyntheticCorpus, VoxCelebCorpus, synthetic
+from speakerid.data.corpora.espeak import make_data_dir
 from speakerid.data.trials import read_trials
 from speakerid.errors import CorpusError
+
+_DETERMINISM = {
+    **TINY_CORPUS,
+    "num_speakers": 12,
+    "test_speakers": 2,
+    "utterances_per_speaker": 3,
+    "trials_per_utterance": 1,
+}
 
 
 def _digest(root: Path) -> str:
@@ -55,13 +64,7 @@ def test_layout_and_lists(tiny_corpus: SyntheticCorpus) -> None:
 
 
 def test_build_is_deterministic_and_seeded(tiny_corpus: SyntheticCorpus, tmp_path: Path) -> None:
-    params = {
-        **TINY_CORPUS,
-        "num_speakers": 4,
-        "test_speakers": 1,
-        "utterances_per_speaker": 3,
-        "trials_per_utterance": 1,
-    }
+    params = _DETERMINISM
     a = SyntheticCorpus(str(tmp_path / "a"), str(tmp_path / "cache"), **params)
     b = SyntheticCorpus(
         str(tmp_path / "b"), str(tmp_path / "cache"), **{**params, "num_workers": 1}
@@ -71,6 +74,29 @@ def test_build_is_deterministic_and_seeded(tiny_corpus: SyntheticCorpus, tmp_pat
         corpus.prepare()
     assert _digest(a.root) == _digest(b.root)  # worker count does not change the output
     assert _digest(a.root) != _digest(c.root)
+
+
+def test_an_utterance_does_not_depend_on_what_was_spoken_before(tmp_path: Path) -> None:
+    """libespeak-ng leaks state between utterances; each is rendered from the same state."""
+    params = {**synthetic.SyntheticCorpus("x", "y", **_DETERMINISM).params}
+    voices = synthetic._design_voices(params)
+    data_dir = make_data_dir(
+        tmp_path / "espeak", params["languages"], {v.speaker: v.variant for v in voices}
+    )
+    jobs, _ = synthetic._plan_jobs(params, voices)
+    probe = jobs[20]  # with these settings, a voice whose audio changed after other synthesizers
+    others = [j for k, j in enumerate(jobs) if voices[k // 3].klatt != voices[20 // 3].klatt]
+    synthetic._init_worker(str(data_dir), str(tmp_path / "first"), params)
+    synthetic._render(probe)
+    for job in others:
+        synthetic._render(job)
+    synthetic._init_worker(str(data_dir), str(tmp_path / "again"), params)
+    for job in others:
+        synthetic._render(job)
+    synthetic._render(probe)
+    assert (tmp_path / "first" / probe.path).read_bytes() == (
+        tmp_path / "again" / probe.path
+    ).read_bytes()
 
 
 def test_existing_corpus_with_other_settings_is_refused(tiny_corpus: SyntheticCorpus) -> None:

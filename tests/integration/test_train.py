@@ -68,7 +68,9 @@ def test_train_checkpoint_eval_round_trip(tiny_train_cfg: DictConfig, tmp_path: 
     metrics = train(tiny_train_cfg)
     assert 0.0 <= metrics["test/eer"] <= 1.0
     assert json.loads((tmp_path / "metrics.json").read_text())["test/eer"] == metrics["test/eer"]
-    ckpt = tmp_path / "checkpoints" / "best.ckpt"
+    assert load_checkpoint(tmp_path / "checkpoints" / "best.ckpt")["epoch"] in (0, 1)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"  # the final weights, which the run tested
+    assert load_checkpoint(ckpt)["epoch"] == 1
     assert load_checkpoint(ckpt)["speakerid"]["config"]["model"]["backbone"]["channels"] == 16
     env = {**os.environ, "WANDB_MODE": "offline", "CI": "true"}
     run = subprocess.run(

@@ -12,6 +12,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import gcd
@@ -32,7 +33,7 @@ from speakerid.utils.io import atomic_open, write_json
 from speakerid.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -171,16 +172,14 @@ class SyntheticCorpus:
         (partial / "wav").mkdir(parents=True)
         ctx = mp.get_context("spawn")  # libespeak-ng and torch must not be forked mid-use
         with ctx.Pool(self.num_workers, _init_worker, (str(data_dir), str(partial), p)) as pool:
-            results = list(
-                progress_bar(pool.imap(_render, jobs, chunksize=4), len(jobs), "synthesizing")
-            )
+            for _ in progress_bar(pool.imap(_render, jobs, chunksize=4), len(jobs), "synthesizing"):
+                pass
         shutil.rmtree(partial / "_espeak")
         _write_lists(partial, p, voices, jobs, sessions)
         write_json(partial / "corpus.json", p)
         shutil.rmtree(self.root, ignore_errors=True)
         os.replace(partial, self.root)
-        total = sum(results) / p["sample_rate"] / 3600
-        log.info("Built %s: %d utterances, %.2f h", self.root, len(jobs), total)
+        log.info("Built %s: %d utterances", self.root, len(jobs))
 
 
 def _design_voices(p: dict) -> list[_Voice]:
@@ -261,8 +260,28 @@ def _init_worker(data_dir: str, out_dir: str, params: dict) -> None:
     _worker.update(tts=Espeak(Path(data_dir)), out=Path(out_dir), params=params)
 
 
-def _render(job: _Job) -> int:
-    """Synthesize, fit to the duration range, record through the session channel; return samples."""
+def _render(job: _Job) -> None:
+    """Render ``job`` in a child forked from this freshly initialized worker.
+
+    libespeak-ng carries static state from one utterance into the next (even across voices and
+    re-initialization), so an utterance would depend on what the process spoke before it. Each
+    child starts from the same state, which makes the corpus a function of its settings alone.
+    """
+    pid = os.fork()
+    if pid == 0:  # child: never return into the pool's loop
+        try:
+            _render_utterance(job)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"synthesizing {job.path} failed (see the error above)")
+
+
+def _render_utterance(job: _Job) -> None:
+    """Synthesize, fit to the duration range, record through the session channel, write."""
     tts: Espeak = _worker["tts"]
     p = _worker["params"]
     sr = p["sample_rate"]
@@ -277,7 +296,6 @@ def _render(job: _Job) -> int:
     path = _worker["out"] / job.path
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), wav, sr, subtype="PCM_16")
-    return len(wav)
 
 
 def _trim_silence(wav: np.ndarray, margin: int = 1000) -> np.ndarray:
