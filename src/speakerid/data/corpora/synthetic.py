@@ -172,7 +172,9 @@ class SyntheticCorpus:
         (partial / "wav").mkdir(parents=True)
         ctx = mp.get_context("spawn")  # libespeak-ng and torch must not be forked mid-use
         with ctx.Pool(self.num_workers, _init_worker, (str(data_dir), str(partial), p)) as pool:
-            for _ in progress_bar(pool.imap(_render, jobs, chunksize=4), len(jobs), "synthesizing"):
+            per_speaker = p["utterances_per_speaker"]
+            speakers = [jobs[i : i + per_speaker] for i in range(0, len(jobs), per_speaker)]
+            for _ in progress_bar(pool.imap(_render, speakers), len(speakers), "speakers"):
                 pass
         shutil.rmtree(partial / "_espeak")
         _write_lists(partial, p, voices, jobs, sessions)
@@ -260,24 +262,26 @@ def _init_worker(data_dir: str, out_dir: str, params: dict) -> None:
     _worker.update(tts=Espeak(Path(data_dir)), out=Path(out_dir), params=params)
 
 
-def _render(job: _Job) -> None:
-    """Render ``job`` in a child forked from this freshly initialized worker.
+def _render(jobs: list[_Job]) -> None:
+    """Render one speaker's utterances, in order, in a child forked from this fresh worker.
 
     libespeak-ng carries static state from one utterance into the next (even across voices and
-    re-initialization), so an utterance would depend on what the process spoke before it. Each
-    child starts from the same state, which makes the corpus a function of its settings alone.
+    re-initialization), so audio would depend on what the process spoke before. Each speaker
+    starts from the same state and says the same things in the same order, which makes the
+    corpus a function of its settings alone, whatever the number of workers.
     """
     pid = os.fork()
     if pid == 0:  # child: never return into the pool's loop
         try:
-            _render_utterance(job)
+            for job in jobs:
+                _render_utterance(job)
         except BaseException:
             traceback.print_exc()
             os._exit(1)
         os._exit(0)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"synthesizing {job.path} failed (see the error above)")
+        raise RuntimeError(f"synthesizing {jobs[0].path} and on failed (see the error above)")
 
 
 def _render_utterance(job: _Job) -> None:
