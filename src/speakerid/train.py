@@ -18,17 +18,20 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the configured system, then test the best checkpoint; return the logged metrics."""
+    """Fit the configured system, then test it (``test_ckpt``); return the logged metrics."""
+    if cfg.test and cfg.test_ckpt not in ("best", "last"):
+        raise ConfigError(f"test_ckpt must be 'best' or 'last', got {cfg.test_ckpt!r}")
     L.seed_everything(cfg.seed, workers=True)
     torch.set_flush_denormal(True)  # CPU training can stall on denormal floats otherwise
     datamodule = instantiate(cfg.data)
     system = instantiate(cfg.system)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    callbacks.append(ConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    callbacks.append(ConfigInCheckpoint(resolved))
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(resolved)
     trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
@@ -41,15 +44,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _test_checkpoint(trainer: L.Trainer, choice: str) -> str | None:
-    """Path of the checkpoint to test: ``best`` by val/eer, or None for the final weights."""
+    """Path of the checkpoint to test: ``best`` by the monitored metric, or None (final weights)."""
     if choice == "last":
         return None
-    if choice != "best":
-        raise ConfigError(f"test_ckpt must be 'best' or 'last', got {choice!r}")
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if not best:
-        raise ConfigError("test_ckpt=best needs the model_checkpoint callback monitoring val/eer")
-    return best
+    monitored = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor]
+    if not monitored or not monitored[0]:
+        raise ConfigError("test_ckpt=best needs a model_checkpoint callback with a monitor")
+    return monitored[0]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")

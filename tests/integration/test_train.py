@@ -27,6 +27,13 @@ def test_fast_dev_run(tiny_train_cfg: DictConfig) -> None:
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
 
 
+def test_unknown_test_checkpoint_fails_before_training(tiny_train_cfg: DictConfig) -> None:
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.test_ckpt = "lastt"
+    with pytest.raises(ConfigError, match="test_ckpt must be 'best' or 'last'"):
+        train(tiny_train_cfg)
+
+
 def test_tiny_model_overfits_one_batch(tiny_train_cfg: DictConfig) -> None:
     torch.manual_seed(0)
     system = instantiate(tiny_train_cfg.system)
@@ -51,11 +58,12 @@ def test_all_loggers_at_once_offline(tiny_data_dir: Path, tmp_path: Path) -> Non
         tiny_data_dir,
         tmp_path,
         "logger=[csv,tensorboard,wandb]",
-        "test=false",
+        "test_ckpt=best",
         "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1",
     )
-    train(cfg)
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/eer"] <= 1.0  # tested the best checkpoint
     assert (tmp_path / "csv" / "metrics.csv").read_text().startswith("epoch,step")
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert list((tmp_path / "wandb").glob("offline-run-*"))
