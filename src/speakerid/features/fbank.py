@@ -19,7 +19,8 @@ class KaldiFbank(nn.Module):
         frame_length_ms, frame_shift_ms: analysis window and hop.
         low_freq, high_freq: filterbank edges in Hz; ``high_freq <= 0`` is an offset from Nyquist.
         preemphasis: pre-emphasis coefficient.
-        dither: Gaussian dither (on the int16 scale) added in training mode only.
+        dither: Gaussian dither (on the int16 scale) added in training mode only, to the waveform
+            (Kaldi draws it per frame; overlapping frames here share it).
         mean_norm: subtract each utterance's mean feature vector.
         int16_scale: scale [-1, 1] input to the int16 range first, as Kaldi and WeSpeaker do.
 
@@ -66,18 +67,32 @@ class KaldiFbank(nn.Module):
         """Frames Kaldi makes of ``lengths`` samples (``snip_edges``)."""
         return ((lengths - self.window_size) // self.shift + 1).clamp_min(0)
 
+    def _power_spectrum(self, wav: Tensor) -> Tensor:
+        """(B,S) -> (B,T,n_fft/2+1): per frame, remove DC, pre-emphasize, window, |FFT|^2.
+
+        Kaldi pre-emphasizes each DC-free frame, ``y[j] = x[j] - m - c (x[j-1] - m)``, with
+        ``x[-1] = x[0]``. For j >= 1 that is ``e[j] - (1-c) m`` where ``e = x - c x_prev`` is
+        computed once on the waveform, so only one (B,T,W) tensor is ever materialized: the
+        frame-by-frame chain of copies made this memory-bound and slower than a per-utterance loop.
+        """
+        c = self.preemphasis
+        frames = wav.unfold(1, self.window_size, self.shift)  # (B,T,W), a view
+        mean = frames.mean(dim=-1, keepdim=True)  # (B,T,1)
+        emphasized = torch.cat([wav[:, :1], wav[:, 1:] - c * wav[:, :-1]], dim=1)  # (B,S)
+        out = emphasized.unfold(1, self.window_size, self.shift) - (1 - c) * mean  # (B,T,W)
+        out[..., 0] = (1 - c) * (frames[..., 0] - mean[..., 0])  # the frame's own first sample
+        out.mul_(self.window)
+        spectrum = torch.fft.rfft(out, n=self.n_fft)
+        return spectrum.real.square() + spectrum.imag.square()
+
     def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """(B,S) waveforms and (B,) sample counts -> (B,T,F) features and (B,) frame counts."""
         wav = wav.float() * self.scale
         if wav.shape[1] < self.window_size:
             wav = nn.functional.pad(wav, (0, self.window_size - wav.shape[1]))
-        frames = wav.unfold(1, self.window_size, self.shift)  # (B,T,W)
         if self.training and self.dither > 0:
-            frames = frames + torch.randn_like(frames) * self.dither
-        frames = frames - frames.mean(dim=-1, keepdim=True)
-        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-        frames = (frames - self.preemphasis * previous) * self.window
-        power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)  # (B,T,n_fft/2+1)
+            wav = wav + torch.randn_like(wav) * self.dither
+        power = self._power_spectrum(wav)  # (B,T,n_fft/2+1)
         feats = (power @ self.mel_banks).clamp_min(torch.finfo(torch.float32).eps).log()  # (B,T,F)
         num_frames = self.num_frames(lengths)
         mask = (torch.arange(feats.shape[1], device=feats.device) < num_frames[:, None]).unsqueeze(
