@@ -170,7 +170,11 @@ class SyntheticCorpus:
             "Synthesizing %d utterances of %d speakers into %s", len(jobs), len(voices), self.root
         )
         (partial / "wav").mkdir(parents=True)
-        ctx = mp.get_context("spawn")  # libespeak-ng and torch must not be forked mid-use
+        # Workers come from a fork server that imports only this module: not torch, and not the
+        # entry point's __main__ (spawn re-imports it: ~5 s and ~0.5 GB per worker, which every
+        # per-speaker fork below then copies).
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
         with ctx.Pool(self.num_workers, _init_worker, (str(data_dir), str(partial), p)) as pool:
             per_speaker = p["utterances_per_speaker"]
             speakers = [jobs[i : i + per_speaker] for i in range(0, len(jobs), per_speaker)]
