@@ -53,19 +53,21 @@ class TrialSet:
 
 def resolve_trials(name: str, trials: list[Trial], manifest: Manifest, source: Path) -> TrialSet:
     """Map a trial list's paths onto manifest rows; every path must be a corpus utterance."""
-    rows: dict[str, int] = {}
+    position: dict[str, int] = {}  # utt_id -> index into ``utterances``
+    utterances: list[Utterance] = []
     pairs, missing = [], []
     for trial in trials:
         ends = []
         for path in (trial.enroll, trial.test):
             utt_id = str(PurePosixPath(path).with_suffix(""))
-            if utt_id not in rows:
+            if utt_id not in position:
                 row = manifest.index_of(utt_id)
                 if row is None:
                     missing.append(f"{source}:{trial.line}: {path}")
                     continue
-                rows[utt_id] = len(rows)
-            ends.append(rows[utt_id])
+                position[utt_id] = len(utterances)
+                utterances.append(manifest[row])
+            ends.append(position[utt_id])
         if len(ends) == 2:
             pairs.append((trial.label, *ends))
     if missing:
@@ -74,8 +76,7 @@ def resolve_trials(name: str, trials: list[Trial], manifest: Manifest, source: P
             f"{len(missing)} trial path(s) name no utterance of the corpus at {manifest.root}"
             f" (missing, or skipped as bad){more}:\n  " + "\n  ".join(missing[:5])
         )
-    by_id = {utt_id: manifest[manifest.index_of(utt_id)] for utt_id in rows}  # type: ignore[index]
-    return TrialSet.from_pairs(name, list(by_id.values()), pairs)
+    return TrialSet.from_pairs(name, utterances, pairs)
 
 
 class SpeakerDataModule(L.LightningDataModule):
