@@ -5,7 +5,15 @@ import pytest
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from speakerid.metrics import EqualErrorRate, MinDCF, compute_eer, compute_min_dcf
+from speakerid.metrics import (
+    EqualErrorRate,
+    MinDCF,
+    actual_dcf,
+    compute_eer,
+    compute_min_dcf,
+    det_curve,
+    threshold_at_far,
+)
 
 
 def _trials(seed: int, n: int = 400, ties: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,3 +70,45 @@ def test_torchmetrics_wrappers_accumulate_batches() -> None:
         dcf.update(scores[part], labels[part])
     assert eer.compute().item() == pytest.approx(compute_eer(scores, labels)[0])
     assert dcf.compute().item() == pytest.approx(compute_min_dcf(scores, labels)[0])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_eer_matches_a_roc_curve_from_scikit_learn(seed: int) -> None:
+    from sklearn.metrics import roc_curve
+
+    scores, labels = _trials(seed, n=2000)
+    fpr, tpr, _ = roc_curve(labels.numpy(), scores.numpy())
+    fnr = 1 - tpr
+    best = np.argmin(np.abs(fnr - fpr))
+    roc_eer = (fpr[best] + fnr[best]) / 2
+    # the ROC's points are the scores themselves; ours adds midpoints: equal to one trial's step
+    assert compute_eer(scores, labels)[0] == pytest.approx(roc_eer, abs=1.5 / 1000)
+
+
+def test_actual_dcf_at_a_fixed_threshold_by_hand() -> None:
+    scores, labels = _trials(1)
+    threshold = 0.7
+    accept = scores > threshold
+    p_miss = float((~accept[labels == 1]).float().mean())
+    p_fa = float(accept[labels == 0].float().mean())
+    expected = (0.05 * p_miss + 0.95 * p_fa) / 0.05
+    assert actual_dcf(scores, labels, threshold, p_target=0.05) == pytest.approx(expected)
+    # the minimum over thresholds can only be lower
+    assert compute_min_dcf(scores, labels, 0.05)[0] <= actual_dcf(scores, labels, threshold, 0.05)
+
+
+@pytest.mark.parametrize("far", [0.0, 0.01, 0.1, 0.5])
+def test_threshold_at_far_is_the_lowest_meeting_the_target(far: float) -> None:
+    scores, labels = _trials(2)
+    threshold, miss = threshold_at_far(scores, labels, far)
+    nontarget, target = scores[labels == 0], scores[labels == 1]
+    assert float((nontarget > threshold).float().mean()) <= far
+    assert miss == pytest.approx(float((target <= threshold).float().mean()))
+    lower = scores[scores < threshold].max()  # any lower candidate breaks the target
+    assert float((nontarget > lower).float().mean()) > far
+
+
+def test_det_curve_is_monotonic() -> None:
+    p_miss, p_fa = det_curve(*_trials(3))
+    assert np.all(np.diff(p_miss) >= 0) and np.all(np.diff(p_fa) <= 0)
+    assert p_fa[0] > 0.9 and p_miss[-1] == 1.0

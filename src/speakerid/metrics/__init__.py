@@ -1,5 +1,21 @@
 """Verification, identification and clustering metrics."""
 
-from speakerid.metrics.verification import EqualErrorRate, MinDCF, compute_eer, compute_min_dcf
+from speakerid.metrics.verification import (
+    EqualErrorRate,
+    MinDCF,
+    actual_dcf,
+    compute_eer,
+    compute_min_dcf,
+    det_curve,
+    threshold_at_far,
+)
 
-__all__ = ["EqualErrorRate", "MinDCF", "compute_eer", "compute_min_dcf"]
+__all__ = [
+    "EqualErrorRate",
+    "MinDCF",
+    "actual_dcf",
+    "compute_eer",
+    "compute_min_dcf",
+    "det_curve",
+    "threshold_at_far",
+]

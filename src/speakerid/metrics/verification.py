@@ -85,6 +85,52 @@ def compute_min_dcf(
     return float(cost[best] / norm), float(thresholds[best])
 
 
+def actual_dcf(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    threshold: float,
+    p_target: float = 0.01,
+    c_miss: float = 1.0,
+    c_fa: float = 1.0,
+    normalize: bool = True,
+) -> float:
+    """Detection cost of deciding ``score > threshold`` (a threshold fixed beforehand).
+
+    Example:
+        >>> actual_dcf([0.9, 0.8, 0.3, 0.1], [1, 1, 0, 0], threshold=0.85, p_target=0.5)
+        0.5
+    """
+    target, nontarget = _split(scores, labels)
+    p_miss = np.searchsorted(target, threshold, side="right") / target.size
+    p_fa = 1.0 - np.searchsorted(nontarget, threshold, side="right") / nontarget.size
+    cost = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)
+    return float(cost / (min(c_miss * p_target, c_fa * (1 - p_target)) if normalize else 1.0))
+
+
+def threshold_at_far(scores: ArrayLike, labels: ArrayLike, far: float) -> tuple[float, float]:
+    """The lowest threshold whose false-accept rate is at most ``far``, and the miss rate there.
+
+    Example:
+        >>> threshold_at_far([0.9, 0.8, 0.7, 0.3, 0.1], [1, 1, 0, 0, 0], far=0.0)
+        (0.7, 0.0)
+    """
+    if not 0.0 <= far <= 1.0:
+        raise ValueError(f"far must be in [0, 1], got {far}")
+    thresholds, p_miss, p_fa = _error_rates(*_split(scores, labels))
+    best = int(np.argmax(p_fa <= far))  # p_fa falls as the threshold rises; the top one is 0
+    return float(thresholds[best]), float(p_miss[best])
+
+
+def det_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Miss and false-alarm rates at every candidate threshold, for a DET plot.
+
+    Returns:
+        ``(p_miss, p_fa)``, both (T,) with thresholds ascending (p_miss rising, p_fa falling).
+    """
+    _, p_miss, p_fa = _error_rates(*_split(scores, labels))
+    return p_miss, p_fa
+
+
 class _TrialMetric(Metric):
     """Collects trial scores and labels (gathered across processes) for a whole-set metric."""
 
