@@ -36,7 +36,7 @@ TINY_DATA = {
     "batch_size": 4,
     "num_workers": 0,
     "crop_seconds": 0.5,
-    "eval_batch_size": 4,
+    "eval_batch_size": 1,
 }
 TINY_MODEL = {
     "model.backbone.channels": 16,

@@ -1,4 +1,10 @@
-"""``speakerid-eval ckpt_path=...``: rebuild a model from its checkpoint and score trials."""
+"""``speakerid-eval ckpt_path=...``: rebuild a model from its checkpoint and evaluate it.
+
+One pass embeds each needed utterance once (trial utterances, the trial speakers' other
+utterances, a cohort of training speakers); the report (verification with cohort normalizations,
+identification, similarity matrix, clustering) and its PNGs go to the training run's folder and to
+the configured loggers; the cosine operating thresholds are stored in the checkpoint.
+"""
 
 import logging
 from pathlib import Path
@@ -8,73 +14,79 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from speakerid.analysis.logging import log_report
+from speakerid.analysis.report import analyse, build_eval_set
 from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
-from speakerid.errors import ConfigError
+from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
 from speakerid.utils.io import write_json
 
+__all__ = ["evaluate", "load_checkpoint", "main"]
 log = logging.getLogger(__name__)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a speakerid checkpoint safely (``weights_only``: tensors and plain containers only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or unsafe files
-        raise ConfigError(
-            f"{path}: not a loadable checkpoint ({type(err).__name__}: {str(err)[:200]})"
-        ) from None
-    if (
-        not isinstance(checkpoint, dict)
-        or "speakerid" not in checkpoint
-        or "state_dict" not in checkpoint
-    ):
-        raise ConfigError(f"{path}: not a speakerid checkpoint (it holds no stored run config)")
-    return checkpoint
-
-
 def evaluate(cfg: DictConfig) -> dict:
-    """Embed the trial list with the checkpoint's model; write and return ``eval.json``."""
-    checkpoint = load_checkpoint(cfg.ckpt_path)
-    run_cfg = OmegaConf.create(checkpoint["speakerid"]["config"])
-    system = instantiate(run_cfg.system)
-    try:
-        system.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as err:
-        raise ConfigError(
-            f"{cfg.ckpt_path}: weights do not fit the stored config ({str(err)[:300]})"
-        ) from None
+    """Evaluate the checkpoint ``cfg.ckpt_path``; write and return ``eval.json``'s content."""
+    system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
     data_cfg = cfg.data if cfg.get("data") is not None else run_cfg.data
-    overrides = {"num_workers": cfg.num_workers, "eval_batch_size": cfg.batch_size}
+    overrides = {
+        "num_workers": cfg.num_workers,
+        "eval_batch_size": cfg.batch_size,
+        "eval_crops": cfg.crops,
+        "eval_crop_seconds": cfg.crop_seconds,
+    }
     if cfg.trials:
         overrides["test_trials"] = cfg.trials
     datamodule = instantiate(data_cfg, **overrides)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    num_trial_utterances = len(datamodule.test_trials.utterances)
+    evalset = build_eval_set(
+        datamodule, cfg.evaluation.verification.cohort_per_speaker, seed=cfg.seed
+    )
+    datamodule.test_trials = evalset.trials
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,
         precision=cfg.precision,
-        logger=False,
+        logger=loggers or False,
         callbacks=[RichProgressBar()],
         enable_checkpointing=False,
     )
-    (results,) = trainer.test(system, datamodule=datamodule, verbose=False)
-    report = {
-        "eer": results["test/eer"],
-        "min_dcf_p01": results["test/min_dcf"],
-        "min_dcf_p05": results["test/min_dcf_p05"],
-        "threshold": results["test/eer_threshold"],
-        "num_trials": len(datamodule.test_trials.labels),
-        "num_utterances": len(datamodule.test_trials.utterances),
-        "trials": str(datamodule.corpus.trial_path(datamodule.test_trials_name)),
-        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-    }
+    trainer.test(system, datamodule=datamodule, verbose=False)
     out_dir = Path(cfg.output_dir) if cfg.output_dir else _run_folder(Path(cfg.ckpt_path))
+    stored = stored_thresholds(checkpoint).get("eer")
+    report, images = analyse(system.test_embeddings, evalset, cfg.evaluation, out_dir, stored)
+    cosine = report["verification"].get("cosine")
+    report.update(
+        {
+            "threshold": report["verification"][report["scoring"]]["threshold_eer"],
+            "num_trials": len(evalset.trials.labels),
+            "num_trial_utterances": num_trial_utterances,
+            "num_utterances": len(evalset.trials.utterances),
+            "num_cohort": len(evalset.cohort_rows),
+            "embedding": f"{cfg.crops} x {cfg.crop_seconds} s crops" if cfg.crops else "full",
+            "trials": str(datamodule.corpus.trial_path(datamodule.test_trials_name)),
+            "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+            "images": {name: str(path) for name, path in images.items()},
+        }
+    )
     write_json(out_dir / "eval.json", report)
-    log.info("Wrote %s", out_dir / "eval.json")
+    log.info("Wrote %s and %d images", out_dir / "eval.json", len(images))
+    if cfg.save_thresholds and cosine is not None:
+        save_thresholds(
+            cfg.ckpt_path,
+            {
+                "scoring": "cosine",
+                "eer": cosine["threshold_eer"],
+                "far": cosine["threshold_far"],
+                "far_target": cosine["far_target"],
+                "trials": report["trials"],
+            },
+        )
+    log_report(loggers, report, images)
     return report
 
 
@@ -84,15 +96,31 @@ def _run_folder(ckpt_path: Path) -> Path:
     return folder.parent if folder.name == "checkpoints" else folder
 
 
+def summary(report: dict) -> dict:
+    """The headline figures of a report, for the console."""
+    rows = {f"{report['scoring']} eer": report["eer"], "min_dcf_p01": report["min_dcf_p01"]}
+    for name, figures in report["verification"].items():
+        if name != report["scoring"]:
+            rows[f"{name} eer"] = figures["eer"]
+    if "top1" in report.get("identification", {}):
+        ident = report["identification"]
+        rows.update({f"identification {k}": ident[k] for k in ("top1", "top5") if k in ident})
+        rows["open-set accuracy"] = ident["open_set_accuracy"]
+    if "similarity_matrix" in report:
+        rows["similarity-matrix accuracy"] = report["similarity_matrix"]["accuracy"]
+    for method, scores in report.get("clustering", {}).items():
+        if isinstance(scores, dict):
+            rows[f"{method} NMI (k={scores['num_clusters']})"] = scores["nmi"]
+    rows["trials"] = report["num_trials"]
+    return rows
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     quiet_environment()
     torch.set_flush_denormal(True)
-    report = evaluate(cfg)
-    print_results(
-        "speakerid-eval", {k: v for k, v in report.items() if k not in ("trials", "checkpoint")}
-    )
+    print_results("speakerid-eval", summary(evaluate(cfg)))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from speakerid.callbacks import ConfigInCheckpoint
 from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
 from speakerid.errors import ConfigError
+from speakerid.inference import save_thresholds
 from speakerid.utils.io import write_json
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         (results,) = trainer.test(system, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics.update(results)
         log.info("Tested %s", ckpt_path or "the final weights")
+        _store_thresholds(trainer, ckpt_path, results, system.far_target, cfg.data.test_trials)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics
 
@@ -51,6 +53,27 @@ def _test_checkpoint(trainer: L.Trainer, choice: str) -> str | None:
     if not monitored or not monitored[0]:
         raise ConfigError("test_ckpt=best needs a model_checkpoint callback with a monitor")
     return monitored[0]
+
+
+def _store_thresholds(
+    trainer: L.Trainer, ckpt_path: str | None, results: dict, far_target: float, trials: str
+) -> None:
+    """Save the test's operating thresholds in the tested checkpoint (``speakerid-verify``)."""
+    if ckpt_path is None:  # the final weights: the monitor-less (per-epoch) checkpoint holds them
+        last = [c.best_model_path for c in trainer.checkpoint_callbacks if not c.monitor]
+        ckpt_path = last[0] if last and last[0] else None
+    if ckpt_path is None or trainer.global_rank != 0:
+        return
+    save_thresholds(
+        ckpt_path,
+        {
+            "scoring": "cosine",
+            "eer": results["test/eer_threshold"],
+            "far": results["test/far_threshold"],
+            "far_target": far_target,
+            "trials": trials,
+        },
+    )
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")

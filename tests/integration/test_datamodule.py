@@ -7,6 +7,7 @@ import pytest
 import torch
 from tests.conftest import TINY_DATA
 
+from speakerid.data.audio import read_audio
 from speakerid.data.corpora import SyntheticCorpus
 from speakerid.data.datamodule import SpeakerDataModule
 from speakerid.errors import ConfigError, ListFileError
@@ -50,7 +51,7 @@ def test_crops_are_seeded(tiny_corpus: SyntheticCorpus) -> None:
 
 
 def test_eval_batches_hold_whole_utterances_longest_first(tiny_corpus: SyntheticCorpus) -> None:
-    dm = _datamodule(tiny_corpus)
+    dm = _datamodule(tiny_corpus, eval_batch_size=4)
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
     utterances = dm.val_trials.utterances
@@ -58,10 +59,43 @@ def test_eval_batches_hold_whole_utterances_longest_first(tiny_corpus: Synthetic
     assert batch.lengths.tolist() == sorted(batch.lengths.tolist(), reverse=True)
     assert int(dm.val_trials.enroll.max()) < len(utterances)
     assert set(dm.val_trials.labels.tolist()) == {0, 1}
-    capped = _datamodule(tiny_corpus, eval_max_seconds=1.25)
+    capped = _datamodule(tiny_corpus, eval_max_seconds=1.25, eval_batch_size=4)
     capped.setup("fit")
     lengths = next(iter(capped.val_dataloader())).lengths.tolist()
     assert lengths == [min(u.num_samples, 20000) for u in capped.val_trials.utterances[:4]]
+
+
+def test_multi_crop_eval_batches(tiny_corpus: SyntheticCorpus) -> None:
+    dm = _datamodule(tiny_corpus, eval_crops=3, eval_crop_seconds=0.5, eval_batch_size=6)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    assert batch.wav.shape == (6, 8000) and batch.index.tolist() == list(range(6))
+    first = dm.val_trials.utterances[0]
+    wav = read_audio(dm.manifest.audio_path(first), 16000)
+    # crops start at the beginning, the middle and the end of the utterance
+    torch.testing.assert_close(batch.wav[0], torch.from_numpy(wav[:8000]))
+    middle = round((len(wav) - 8000) / 2)
+    torch.testing.assert_close(batch.wav[1], torch.from_numpy(wav[middle : middle + 8000]))
+    torch.testing.assert_close(batch.wav[2], torch.from_numpy(wav[-8000:]))
+    assert len(dm.val_dataloader().dataset) == 3 * len(dm.val_trials.utterances)
+    with pytest.raises(ConfigError, match="eval_crops must be >= 0"):
+        _datamodule(tiny_corpus, eval_crops=-1)
+
+
+def test_trial_set_extended_keeps_its_trials(tiny_corpus: SyntheticCorpus) -> None:
+    dm = _datamodule(tiny_corpus)
+    dm.setup("fit")
+    trials = dm.val_trials
+    extra = [dm.train_rows[0], trials.utterances[0], dm.train_rows[1]]  # one already present
+    extended, rows = trials.extended(extra)
+    assert len(extended.utterances) == len(trials.utterances) + 2
+    assert [extended.utterances[r].utt_id for r in rows.tolist()] == [u.utt_id for u in extra]
+    for old, new in ((trials.enroll, extended.enroll), (trials.test, extended.test)):
+        assert [trials.utterances[i].utt_id for i in old.tolist()] == [
+            extended.utterances[i].utt_id for i in new.tolist()
+        ]
+    lengths = [u.num_samples for u in extended.utterances]
+    assert lengths == sorted(lengths, reverse=True)
 
 
 def test_wrong_num_speakers_names_the_fix(tiny_corpus: SyntheticCorpus) -> None:

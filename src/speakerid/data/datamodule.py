@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from speakerid.data.datasets import CropDataset, UtteranceDataset, collate
+from speakerid.data.datasets import CropDataset, MultiCropDataset, UtteranceDataset, collate
 from speakerid.data.manifest import Manifest, Utterance
 from speakerid.data.trials import Trial, make_trials, read_trials
 from speakerid.errors import ConfigError, ListFileError
@@ -49,6 +49,30 @@ class TrialSet:
             remap[triples[:, 2]],
             triples[:, 0],
         )
+
+    def extended(self, extra: list[Utterance]) -> "tuple[TrialSet, Tensor]":
+        """This trial set over more utterances (embedded alongside), and the rows of ``extra``.
+
+        Utterances already present keep one row; the table is re-sorted longest first.
+        """
+        position = {u.utt_id: i for i, u in enumerate(self.utterances)}
+        utterances = list(self.utterances)
+        for u in extra:
+            if u.utt_id not in position:
+                position[u.utt_id] = len(utterances)
+                utterances.append(u)
+        order = sorted(range(len(utterances)), key=lambda i: -utterances[i].num_samples)
+        new_index = torch.empty(len(order), dtype=torch.long)
+        new_index[order] = torch.arange(len(order))
+        trials = TrialSet(
+            self.name,
+            [utterances[i] for i in order],
+            new_index[self.enroll],
+            new_index[self.test],
+            self.labels,
+        )
+        rows = new_index[torch.tensor([position[u.utt_id] for u in extra], dtype=torch.long)]
+        return trials, rows
 
 
 def resolve_trials(name: str, trials: list[Trial], manifest: Manifest, source: Path) -> TrialSet:
@@ -97,6 +121,9 @@ class SpeakerDataModule(L.LightningDataModule):
         test_trials: trial list file name in the corpus root, or None.
         eval_batch_size: utterances per validation/test batch.
         eval_max_seconds: cap on utterance length when embedding (None: whole utterances).
+        eval_crops: embed each eval utterance as the mean of this many evenly spaced crops of
+            ``eval_crop_seconds`` (0: whole utterances, one embedding each).
+        eval_crop_seconds: length of those crops.
         seed: seeds the validation split and trials.
         pin_memory: pin batches (for GPU training).
         augment: ``(wav, rng) -> wav`` for training crops (the ``augment`` config group), or None.
@@ -115,6 +142,8 @@ class SpeakerDataModule(L.LightningDataModule):
         test_trials: str | None = "veri_test2.txt",
         eval_batch_size: int = 16,
         eval_max_seconds: float | None = None,
+        eval_crops: int = 0,
+        eval_crop_seconds: float = 4.0,
         seed: int = 0,
         pin_memory: bool = False,
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
@@ -131,6 +160,10 @@ class SpeakerDataModule(L.LightningDataModule):
         self.test_trials_name = test_trials
         self.eval_batch_size = eval_batch_size
         self.eval_max_samples = int(eval_max_seconds * sample_rate) if eval_max_seconds else None
+        if eval_crops < 0:
+            raise ConfigError(f"data.eval_crops must be >= 0 (0: whole utterances): {eval_crops}")
+        self.eval_crops = eval_crops
+        self.eval_crop_samples = int(eval_crop_seconds * sample_rate)
         self.seed = seed
         self.pin_memory = pin_memory
         self.augment = augment
@@ -211,10 +244,17 @@ class SpeakerDataModule(L.LightningDataModule):
     def _eval_loader(self, trials: TrialSet | None) -> DataLoader:
         if trials is None:
             raise ConfigError("no trial list configured for this stage (data.test_trials is null)")
-        dataset = UtteranceDataset(
-            [self.manifest.audio_path(u) for u in trials.utterances],
-            self.sample_rate,
-            self.eval_max_samples,  # type: ignore[union-attr]
+        paths = [self.manifest.audio_path(u) for u in trials.utterances]  # type: ignore[union-attr]
+        dataset = (
+            MultiCropDataset(
+                paths,
+                [u.num_samples for u in trials.utterances],
+                self.sample_rate,
+                self.eval_crop_samples,
+                self.eval_crops,
+            )
+            if self.eval_crops
+            else UtteranceDataset(paths, self.sample_rate, self.eval_max_samples)
         )
         return DataLoader(
             dataset,

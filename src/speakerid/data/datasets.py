@@ -86,6 +86,45 @@ class UtteranceDataset(Dataset):
         return wav[: self.max_samples], -1, index  # [:None] keeps all
 
 
+class MultiCropDataset(Dataset):
+    """``num_crops`` evenly spaced crops of each utterance, for multi-crop embedding.
+
+    Item ``i`` is crop ``i % num_crops`` of utterance ``i // num_crops``; its index is ``i``, so
+    embeddings can be put back as ``(U, num_crops, D)``. The first crop starts at the beginning,
+    the last ends at the end; utterances shorter than a crop are repeated to fill it.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        num_samples: Sequence[int],
+        sample_rate: int,
+        crop_samples: int,
+        num_crops: int,
+    ) -> None:
+        if num_crops < 1 or crop_samples < 1:
+            raise ValueError(f"num_crops ({num_crops}), crop_samples ({crop_samples}) must be > 0")
+        self.paths = list(paths)
+        self.num_samples = np.asarray(num_samples, dtype=np.int64)
+        self.sample_rate = sample_rate
+        self.crop_samples = crop_samples
+        self.num_crops = num_crops
+
+    def __len__(self) -> int:
+        return len(self.paths) * self.num_crops
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+        utterance, crop = divmod(index, self.num_crops)
+        total = int(self.num_samples[utterance])
+        if total <= self.crop_samples:
+            wav = read_audio(self.paths[utterance], self.sample_rate)
+            return np.resize(wav, self.crop_samples), -1, index
+        span = total - self.crop_samples
+        start = round(crop * span / (self.num_crops - 1)) if self.num_crops > 1 else span // 2
+        wav = read_audio(self.paths[utterance], self.sample_rate, start, self.crop_samples)
+        return wav, -1, index
+
+
 def collate(items: Sequence[tuple[np.ndarray, int, int]]) -> SpeakerBatch:
     """Zero-pad waveforms to the longest one and stack."""
     lengths = torch.tensor([len(wav) for wav, _, _ in items])

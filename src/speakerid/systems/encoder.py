@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from speakerid.data.datasets import SpeakerBatch
-from speakerid.metrics import EqualErrorRate, MinDCF, compute_eer
+from speakerid.metrics import EqualErrorRate, MinDCF, compute_eer, threshold_at_far
 from speakerid.scoring import cosine_scores
 
 Schedule = Callable[[Optimizer, int], dict]
@@ -19,7 +19,11 @@ class EncoderModule(L.LightningModule):
 
     Validation and test embed each unique utterance of the data module's trial set once, gather
     the embeddings of all processes, score the trials by cosine, and log ``{stage}/eer`` and
-    ``{stage}/min_dcf`` (P_target 0.01; test also ``min_dcf_p05`` and ``eer_threshold``).
+    ``{stage}/min_dcf`` (P_target 0.01; test also ``min_dcf_p05``, ``eer_threshold`` and
+    ``far_threshold``).
+    With the data module's ``eval_crops`` > 0 an utterance's embedding is the mean of its crops'.
+    After testing, ``test_embeddings`` holds the (U,D) L2-normalized embedding table of the test
+    set's utterances.
 
     Args:
         features: front end, ``(B,S), (B,) -> (B,T,F), (B,)``; always run in float32.
@@ -27,6 +31,7 @@ class EncoderModule(L.LightningModule):
         loss: loss head ``(B,D), (B,) -> HeadOutput``.
         optimizer: ``params -> Optimizer`` (a Hydra partial).
         scheduler: ``(optimizer, total_steps) -> scheduler config``, or None.
+        far_target: test also logs ``far_threshold``, where the false-accept rate is at most this.
     """
 
     def __init__(
@@ -36,6 +41,7 @@ class EncoderModule(L.LightningModule):
         loss: nn.Module,
         optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
         scheduler: Schedule | None = None,
+        far_target: float = 0.01,
     ) -> None:
         super().__init__()
         self.features = features
@@ -43,6 +49,7 @@ class EncoderModule(L.LightningModule):
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.far_target = far_target
         self.metrics = nn.ModuleDict(
             {
                 "val_eer": EqualErrorRate(),
@@ -54,6 +61,7 @@ class EncoderModule(L.LightningModule):
         )
         self._embeddings: list[Tensor] = []
         self._rows: list[Tensor] = []
+        self.test_embeddings: Tensor | None = None
 
     def forward(self, wav: Tensor, lengths: Tensor) -> Tensor:
         """(B,S) waveforms, (B,) sample counts -> (B,D) embeddings."""
@@ -91,11 +99,16 @@ class EncoderModule(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         trials = getattr(self.trainer.datamodule, f"{stage}_trials")
-        # (W,N,D) under DDP, (N,D) alone; the sampler's padding repeats rows, which is harmless here
+        crops = max(getattr(self.trainer.datamodule, "eval_crops", 0), 1)
+        # (W,N,D) under DDP, (N,D) alone; the sampler's padding repeats rows, which is harmless
+        # here: a repeated row is written twice with the same value
         embeddings = self.all_gather(embeddings).reshape(-1, embeddings.shape[-1])
         rows = self.all_gather(rows).reshape(-1)
-        table = embeddings.new_zeros(len(trials.utterances), embeddings.shape[-1])
-        table[rows] = embeddings
+        table = embeddings.new_zeros(len(trials.utterances) * crops, embeddings.shape[-1])
+        table[rows] = nn.functional.normalize(embeddings, dim=1)
+        table = nn.functional.normalize(table.view(-1, crops, table.shape[-1]).mean(dim=1), dim=1)
+        if stage == "test":
+            self.test_embeddings = table.cpu()  # (U,D) L2-normalized, for a caller's analysis
         scores = cosine_scores(table, trials.enroll.to(self.device), trials.test.to(self.device))
         labels = trials.labels.to(self.device)
         shard = slice(self.global_rank, None, self.trainer.world_size)  # each trial counted once
@@ -110,6 +123,7 @@ class EncoderModule(L.LightningModule):
                 metric.reset()
         if stage == "test":
             self.log("test/eer_threshold", compute_eer(scores, labels)[1])
+            self.log("test/far_threshold", threshold_at_far(scores, labels, self.far_target)[0])
 
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer_factory(self.parameters())

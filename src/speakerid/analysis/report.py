@@ -1,0 +1,327 @@
+"""The evaluation report: verification (+ cohort normalization), identification, the similarity
+matrix, clustering and plots, all from one table of embeddings of unique utterances.
+
+:func:`build_eval_set` extends a data module's test trials with the other utterances the
+analyses need (every utterance of the trial speakers, and a cohort from the training speakers),
+so one pass embeds each utterance once; :func:`analyse` turns the embedding table into the
+report and the PNG files.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from torch import Tensor
+
+from speakerid.analysis import plots
+from speakerid.analysis.clustering import cluster
+from speakerid.analysis.similarity import similarity_matrix
+from speakerid.data.datamodule import TrialSet
+from speakerid.errors import ConfigError
+from speakerid.metrics import (
+    actual_dcf,
+    compute_eer,
+    compute_min_dcf,
+    threshold_at_far,
+)
+from speakerid.metrics.clustering import clustering_scores
+from speakerid.metrics.identification import (
+    UNKNOWN,
+    centroids,
+    knn_scores,
+    open_set_rates,
+    reject_unknown,
+    topk_accuracy,
+)
+from speakerid.scoring import as_norm, cosine_scores, subtract_mean
+
+log = logging.getLogger(__name__)
+SCORINGS = ("cosine", "mean_subtraction", "as_norm")
+
+
+class TooFewSpeakers(ValueError):
+    """The trial speakers cannot make the enrolment/test split asked for."""
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """What one evaluation embeds: trial utterances, the trial speakers' other utterances and a
+    cohort, as rows of one table (``trials.utterances``)."""
+
+    trials: TrialSet
+    speakers: list[str]  # the trial speakers; analysis label i is speakers[i]
+    analysis_rows: Tensor  # (A,) every utterance of the trial speakers
+    analysis_labels: Tensor  # (A,)
+    cohort_rows: Tensor  # (C,) training-speaker utterances for score normalization
+
+
+def build_eval_set(datamodule, cohort_per_speaker: int, seed: int = 0) -> EvalSet:
+    """Gather the utterances of an evaluation from a set-up :class:`SpeakerDataModule`."""
+    trials = datamodule.test_trials
+    if trials is None:
+        raise ConfigError("evaluation needs a trial list (data.test_trials is null)")
+    speakers = sorted({u.speaker for u in trials.utterances})
+    label = {s: i for i, s in enumerate(speakers)}
+    analysis = [u for u in datamodule.manifest if u.speaker in label]
+    rng = np.random.default_rng(seed)
+    cohort = []
+    if cohort_per_speaker > 0:
+        by_speaker: dict[str, list] = {}
+        for u in datamodule.train_rows:
+            by_speaker.setdefault(u.speaker, []).append(u)
+        for rows in by_speaker.values():
+            picked = rng.choice(len(rows), min(cohort_per_speaker, len(rows)), replace=False)
+            cohort += [rows[i] for i in sorted(picked)]
+    extended, rows = trials.extended(analysis + cohort)
+    return EvalSet(
+        extended,
+        speakers,
+        rows[: len(analysis)],
+        torch.tensor([label[u.speaker] for u in analysis], dtype=torch.long),
+        rows[len(analysis) :],
+    )
+
+
+def _verification_figures(
+    scores: Tensor, labels: Tensor, far: float, stored: float | None
+) -> dict[str, float | str]:
+    eer, threshold = compute_eer(scores, labels)
+    far_threshold, miss_at_far = threshold_at_far(scores, labels, far)
+    decision = threshold if stored is None else stored
+    return {
+        "eer": eer,
+        "min_dcf_p01": compute_min_dcf(scores, labels, p_target=0.01)[0],
+        "min_dcf_p05": compute_min_dcf(scores, labels, p_target=0.05)[0],
+        "actual_dcf_p01": actual_dcf(scores, labels, decision, p_target=0.01),
+        "actual_dcf_threshold": decision,
+        "threshold_eer": threshold,
+        "threshold_far": far_threshold,
+        "miss_at_far": miss_at_far,
+    }
+
+
+def verification(
+    table: Tensor, evalset: EvalSet, cfg: DictConfig, stored_threshold: float | None = None
+) -> tuple[dict, dict[str, Tensor]]:
+    """EER, minDCF (P_target 0.01/0.05), actual DCF and thresholds for each scoring.
+
+    ``actual_dcf_p01`` is measured at ``stored_threshold`` (the one saved with the model) for
+    cosine scoring when given, else at this evaluation's own EER threshold.
+
+    Returns:
+        ``(report, scores)``: figures per scoring, and the trial scores per scoring.
+    """
+    unknown = set(cfg.scorings) - set(SCORINGS)
+    if unknown:
+        raise ConfigError(f"unknown scoring(s) {sorted(unknown)}; choose from {list(SCORINGS)}")
+    trials = evalset.trials
+    cohort = table[evalset.cohort_rows]
+    raw = cosine_scores(table, trials.enroll, trials.test)
+    scores: dict[str, Tensor] = {}
+    for name in cfg.scorings:
+        if name != "cosine" and len(cohort) < 2:
+            log.warning("scoring %s skipped: no cohort (cohort_per_speaker=0)", name)
+            continue
+        if name == "cosine":
+            scores[name] = raw
+        elif name == "mean_subtraction":
+            scores[name] = cosine_scores(subtract_mean(table, cohort), trials.enroll, trials.test)
+        else:
+            scores[name] = as_norm(raw, trials.enroll, trials.test, table, cohort, cfg.top_k)
+    report = {
+        name: _verification_figures(
+            s, trials.labels, cfg.far, stored_threshold if name == "cosine" else None
+        )
+        for name, s in scores.items()
+    }
+    for name in report:
+        report[name]["far_target"] = cfg.far
+    if "cosine" in report:
+        report["cosine"]["actual_dcf_threshold_source"] = (
+            "stored with the model" if stored_threshold is not None else "this evaluation's EER"
+        )
+    return report, scores
+
+
+def _enrolment_split(
+    labels: Tensor, enrol_per_speaker: int, unknown_speakers: int, seed: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(enrol positions, test positions, test labels with UNKNOWN, speaker index remap)."""
+    num = int(labels.max()) + 1
+    rng = np.random.default_rng(seed)
+    counts = torch.bincount(labels, minlength=num)
+    eligible = [s for s in range(num) if counts[s] > enrol_per_speaker]
+    if len(eligible) < 2 + unknown_speakers:
+        raise TooFewSpeakers(
+            f"identification needs at least {2 + unknown_speakers} speakers with more than "
+            f"{enrol_per_speaker} utterances; {len(eligible)} have"
+        )
+    unknown = set(rng.choice(eligible, unknown_speakers, replace=False).tolist())
+    enrolled = [s for s in eligible if s not in unknown]
+    remap = torch.full((num,), UNKNOWN, dtype=torch.long)
+    remap[enrolled] = torch.arange(len(enrolled))
+    enrol, test = [], []
+    for s in eligible:
+        positions = torch.nonzero(labels == s).flatten()[rng.permutation(int(counts[s]))]
+        if s in unknown:
+            test.append(positions)
+        else:
+            enrol.append(positions[:enrol_per_speaker])
+            test.append(positions[enrol_per_speaker:])
+    enrol_t, test_t = torch.cat(enrol), torch.cat(test)
+    return enrol_t, test_t, remap[labels[test_t]], remap
+
+
+def identification(
+    embeddings: Tensor, labels: Tensor, cfg: DictConfig, threshold: float
+) -> dict[str, float | int]:
+    """Enrolment-based identification of the trial speakers.
+
+    Each speaker enrols ``enrol_per_speaker`` random utterances; ``unknown_speakers`` speakers are
+    not enrolled (open set). Closed-set figures use the enrolled speakers' other utterances;
+    open-set figures reject a best centroid score not above ``threshold``.
+    """
+    enrol, test, test_labels, remap = _enrolment_split(
+        labels, cfg.enrol_per_speaker, cfg.unknown_speakers, cfg.seed
+    )
+    num_enrolled = int((remap != UNKNOWN).sum())
+    enrol_labels = remap[labels[enrol]]
+    models = centroids(embeddings[enrol], enrol_labels, num_enrolled)
+    centroid_scores = embeddings[test] @ models.T  # embeddings are L2-normalized
+    known = test_labels != UNKNOWN
+    ks = tuple(k for k in cfg.top_k if k <= num_enrolled)
+    accuracy = topk_accuracy(centroid_scores[known], test_labels[known], ks)
+    report: dict[str, float | int] = {f"top{k}": v for k, v in accuracy.items()}
+    votes = knn_scores(
+        embeddings[enrol],
+        enrol_labels,
+        embeddings[test][known],
+        num_enrolled,
+        cfg.knn_k,
+        cfg.knn_weighting,
+    )
+    report[f"knn{cfg.knn_k}_{cfg.knn_weighting}"] = float(
+        (votes.argmax(dim=1) == test_labels[known]).float().mean()
+    )
+    report["nearest_centroid"] = report["top1"]
+    predictions, _ = reject_unknown(centroid_scores, threshold)
+    report.update({f"open_set_{k}": v for k, v in open_set_rates(predictions, test_labels).items()})
+    report.update(
+        {
+            "open_set_threshold": threshold,
+            "enrolled_speakers": num_enrolled,
+            "unknown_speakers": int(cfg.unknown_speakers),
+            "enrol_per_speaker": int(cfg.enrol_per_speaker),
+            "test_utterances": len(test),
+        }
+    )
+    return report
+
+
+def clustering(embeddings: Tensor, labels: Tensor, cfg: DictConfig) -> dict[str, dict]:
+    """Each configured clustering method's scores against the true speakers."""
+    x, truth = embeddings.numpy(), labels.numpy()
+    if len(x) > cfg.max_utterances:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(x), cfg.max_utterances, False))
+        x, truth = x[keep], truth[keep]
+    report = {}
+    for method in cfg.methods:
+        predicted, k = cluster(
+            x, method, cfg.k, cfg.k_selection, cfg.max_k, cfg.neighbours, cfg.seed
+        )
+        chosen_by = "given" if cfg.k is not None else cfg.k_selection
+        report[method] = {
+            **clustering_scores(truth, predicted),
+            "k_chosen_by": "label propagation" if k is None else chosen_by,
+        }
+    report["true_speakers"] = len(np.unique(truth))
+    report["utterances"] = len(x)
+    return report
+
+
+def _map_points(x: np.ndarray, projection: str, seed: int) -> np.ndarray:
+    if projection == "pca" or len(x) < 5:
+        return PCA(n_components=2, random_state=seed).fit_transform(x)
+    if projection != "tsne":
+        raise ConfigError(f"plots.map_projection must be 'tsne' or 'pca', got {projection!r}")
+    perplexity = float(min(30, (len(x) - 1) / 3))
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+
+
+def analyse(
+    table: Tensor,
+    evalset: EvalSet,
+    cfg: DictConfig,
+    out_dir: Path,
+    stored_threshold: float | None = None,
+) -> tuple[dict, dict[str, Path]]:
+    """Every analysis the config enables; returns the report and the PNG files written."""
+    report: dict = {}
+    images: dict[str, Path] = {}
+    ver, scores = verification(table, evalset, cfg.verification, stored_threshold)
+    report["verification"] = ver
+    primary = cfg.verification.primary
+    if primary not in ver:
+        raise ConfigError(f"verification.primary={primary!r} is not among the computed scorings")
+    report.update({k: ver[primary][k] for k in ("eer", "min_dcf_p01", "min_dcf_p05")})
+    report["scoring"] = primary
+    labels = evalset.trials.labels
+    embeddings = table[evalset.analysis_rows]
+    speaker_labels = evalset.analysis_labels
+    if cfg.identification.enabled:
+        threshold = cfg.identification.threshold
+        if threshold is None:
+            threshold = ver.get("cosine", ver[primary])["threshold_eer"]
+        try:
+            report["identification"] = identification(
+                embeddings, speaker_labels, cfg.identification, threshold
+            )
+        except TooFewSpeakers as err:
+            log.warning("identification skipped: %s", err)
+            report["identification"] = {"skipped": str(err)}
+    if cfg.similarity.enabled:
+        _, matrix, correct = similarity_matrix(embeddings, speaker_labels)
+        report["similarity_matrix"] = {"accuracy": float(correct.float().mean())}
+        if cfg.plots.enabled:
+            shown = min(len(evalset.speakers), cfg.similarity.max_speakers)
+            images["similarity_matrix"] = plots.similarity_heatmap(
+                matrix[:shown, :shown].numpy(),
+                evalset.speakers[:shown],
+                out_dir / "similarity_matrix.png",
+                report["similarity_matrix"]["accuracy"],
+            )
+    if cfg.clustering.enabled:
+        report["clustering"] = clustering(embeddings, speaker_labels, cfg.clustering)
+    if cfg.plots.enabled:
+        main_scores = scores[primary]
+        images["det_curve"] = plots.det_plot(
+            main_scores, labels, out_dir / "det_curve.png", ver[primary]["eer"]
+        )
+        images["score_histogram"] = plots.score_histogram(
+            main_scores,
+            labels,
+            out_dir / "score_histogram.png",
+            {
+                "EER": ver[primary]["threshold_eer"],
+                f"FAR {cfg.verification.far:g}": ver[primary]["threshold_far"],
+            },
+        )
+        rng = np.random.default_rng(cfg.plots.seed)
+        count = min(cfg.plots.map_speakers, len(evalset.speakers))
+        chosen = np.sort(rng.choice(len(evalset.speakers), count, replace=False))
+        keep = torch.isin(speaker_labels, torch.from_numpy(chosen))
+        points = _map_points(embeddings[keep].numpy(), cfg.plots.map_projection, cfg.plots.seed)
+        relabel = {int(s): i for i, s in enumerate(chosen)}
+        images["embedding_map"] = plots.embedding_map(
+            points,
+            np.array([relabel[int(s)] for s in speaker_labels[keep]]),
+            [evalset.speakers[i] for i in chosen],
+            out_dir / "embedding_map.png",
+            f"Embeddings of {count} speakers ({cfg.plots.map_projection.upper()})",
+        )
+    return report, images

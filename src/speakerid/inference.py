@@ -1,0 +1,136 @@
+"""A trained model outside training: load it from a checkpoint, embed audio files, keep its
+operating thresholds.
+
+Checkpoints load with ``weights_only=True`` (tensors and plain containers, no pickle); the model
+is rebuilt from the resolved config every speakerid checkpoint carries.
+"""
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from speakerid.data.audio import audio_info
+from speakerid.errors import AudioError, ConfigError
+from speakerid.utils.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a speakerid checkpoint safely (``weights_only``: tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or unsafe files
+        raise ConfigError(
+            f"{path}: not a loadable checkpoint ({type(err).__name__}: {str(err)[:200]})"
+        ) from None
+    if (
+        not isinstance(checkpoint, dict)
+        or "speakerid" not in checkpoint
+        or "state_dict" not in checkpoint
+    ):
+        raise ConfigError(f"{path}: not a speakerid checkpoint (it holds no stored run config)")
+    return checkpoint
+
+
+def load_system(path: str | Path) -> tuple[torch.nn.Module, DictConfig, dict]:
+    """Rebuild the trained system of a checkpoint.
+
+    Returns:
+        ``(system, run_config, checkpoint)``, the system in eval mode on the CPU.
+    """
+    checkpoint = load_checkpoint(path)
+    run_cfg = OmegaConf.create(checkpoint["speakerid"]["config"])
+    system = instantiate(run_cfg.system)
+    try:
+        system.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise ConfigError(
+            f"{path}: weights do not fit the stored config ({str(err)[:300]})"
+        ) from None
+    return system.eval(), run_cfg, checkpoint
+
+
+def stored_thresholds(checkpoint: dict) -> dict:
+    """The operating thresholds saved with a model ({} when none were saved)."""
+    return dict(checkpoint["speakerid"].get("thresholds") or {})
+
+
+def save_thresholds(path: str | Path, thresholds: dict) -> None:
+    """Store operating thresholds in a checkpoint (rewritten atomically)."""
+    checkpoint = load_checkpoint(path)
+    checkpoint["speakerid"]["thresholds"] = thresholds
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+    except OSError as err:
+        log.warning("thresholds not saved in %s: %s", path, err)
+
+
+def read_for_model(path: str | Path, sample_rate: int) -> np.ndarray:
+    """A user's audio file as float32 mono at ``sample_rate``: multi-channel files are averaged
+    and other rates resampled (each logged), unlike corpus files, which must already fit."""
+    info = audio_info(path)
+    if info.frames == 0:
+        raise AudioError(f"{path}: empty audio file")
+    wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if wav.shape[1] > 1:
+        log.info("%s: %d channels averaged to mono", path, wav.shape[1])
+    mono = torch.from_numpy(wav.mean(axis=1))
+    if rate != sample_rate:
+        log.info("%s: resampled from %d Hz to %d Hz", path, rate, sample_rate)
+        mono = torchaudio.functional.resample(mono, rate, sample_rate)
+    if not torch.isfinite(mono).all():
+        raise AudioError(f"{path}: holds NaN or infinite samples")
+    return mono.numpy()
+
+
+@torch.inference_mode()
+def embed_files(
+    system: torch.nn.Module, paths: Sequence[str | Path], sample_rate: int, batch_size: int = 1
+) -> Tensor:
+    """(N,D) L2-normalized embeddings of whole files.
+
+    With ``batch_size`` > 1 files of similar length share a batch; the backbone's convolutions
+    then see the zero padding of the shorter ones, so 1 (the default) is exact.
+    """
+    wavs = [read_for_model(p, sample_rate) for p in paths]
+    order = sorted(range(len(wavs)), key=lambda i: -len(wavs[i]))
+    out: list[Tensor] = [torch.empty(0)] * len(wavs)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        lengths = torch.tensor([len(wavs[i]) for i in chunk])
+        batch = torch.zeros(len(chunk), int(lengths.max()))
+        for row, i in enumerate(chunk):
+            batch[row, : len(wavs[i])] = torch.from_numpy(wavs[i])
+        embeddings = torch.nn.functional.normalize(system(batch, lengths).float(), dim=1)
+        for row, i in enumerate(chunk):
+            out[i] = embeddings[row]
+    return torch.stack(out) if out else torch.empty(0)
+
+
+def resolve_threshold(choice, checkpoint: dict, path: str | Path) -> float | None:
+    """A decision threshold: a number, or ``eer``/``far`` from those stored with the model,
+    or None (``null``: no threshold)."""
+    if choice is None or isinstance(choice, (int, float)):
+        return None if choice is None else float(choice)
+    stored = stored_thresholds(checkpoint)
+    if choice not in ("eer", "far"):
+        raise ConfigError(f"threshold must be eer, far, null or a number, got {choice!r}")
+    if choice not in stored:
+        raise ConfigError(
+            f"{path} holds no stored thresholds: run `speakerid-eval ckpt_path={path}` once "
+            "(it stores them), or give threshold=<number>"
+        )
+    return float(stored[choice])

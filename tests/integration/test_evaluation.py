@@ -1,0 +1,205 @@
+"""speakerid-eval's full report, multi-crop embedding, speakerid-verify and speakerid-identify,
+on a tiny model trained once for the module."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+from tests.conftest import compose_config, tiny_train_config
+
+from speakerid.analysis import plots
+from speakerid.errors import AudioError, ConfigError
+from speakerid.evaluate import evaluate
+from speakerid.identify import identify
+from speakerid.inference import load_checkpoint, save_thresholds, stored_thresholds
+from speakerid.train import train
+from speakerid.verify import main as verify_main
+from speakerid.verify import verify
+
+# the tiny corpus has 3 trial speakers of 6 utterances and 5 training speakers
+TINY_EVAL = [
+    "evaluation.identification.enrol_per_speaker=2",
+    "evaluation.identification.unknown_speakers=1",
+    "num_workers=0",
+    "batch_size=1",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run")
+    metrics = train(tiny_train_config(tiny_data_dir, out, "trainer.max_epochs=2"))
+    return out / "checkpoints" / "last.ckpt", metrics
+
+
+def eval_config(ckpt: Path, out: Path, *extra: str):
+    return compose_config(
+        "eval",
+        [f"ckpt_path={ckpt}", f"output_dir={out}", f"paths.output_dir={out}", *TINY_EVAL, *extra],
+    )
+
+
+def test_training_stores_its_test_thresholds(trained: tuple[Path, dict]) -> None:
+    ckpt, metrics = trained
+    stored = stored_thresholds(load_checkpoint(ckpt))
+    assert stored["eer"] == pytest.approx(metrics["test/eer_threshold"])
+    assert stored["far"] == pytest.approx(metrics["test/far_threshold"])
+    assert stored["scoring"] == "cosine" and stored["far_target"] == 0.01
+
+
+@pytest.mark.slow
+def test_full_report(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    ckpt, metrics = trained
+    run = tmp_path / "ckpt.ckpt"
+    shutil.copy(ckpt, run)
+    report = evaluate(eval_config(run, tmp_path, "logger=[csv,tensorboard]"))
+    assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(report))
+    ver = report["verification"]
+    assert set(ver) == {"cosine", "mean_subtraction", "as_norm"}
+    # same weights and trials as the run's own test; extra utterances change nothing
+    assert ver["cosine"]["eer"] == pytest.approx(metrics["test/eer"], abs=1e-6)
+    assert report["eer"] == ver["cosine"]["eer"]
+    for figures in ver.values():
+        assert 0.0 <= figures["eer"] <= 1.0
+        assert figures["actual_dcf_p01"] >= figures["min_dcf_p01"] - 1e-9
+    assert ver["cosine"]["actual_dcf_threshold_source"] == "stored with the model"
+    assert report["num_cohort"] == 5 * 4  # 4 utterances of each training speaker
+    assert report["num_utterances"] == 3 * 6 + 20  # every utterance of the 3 trial speakers
+    ident = report["identification"]
+    assert ident["enrolled_speakers"] == 2 and ident["test_utterances"] == 2 * 4 + 6
+    assert 0.0 <= ident["top1"] <= 1.0 and 0.0 <= ident["open_set_accuracy"] <= 1.0
+    assert 0.0 <= report["similarity_matrix"]["accuracy"] <= 1.0
+    clustering = report["clustering"]
+    assert clustering["true_speakers"] == 3 and clustering["utterances"] == 18
+    for method in ("kmeans", "spectral", "agglomerative_complete", "label_propagation"):
+        assert 0.0 <= clustering[method]["nmi"] <= 1.0
+    assert set(report["images"]) == {
+        "det_curve",
+        "score_histogram",
+        "similarity_matrix",
+        "embedding_map",
+    }
+    for path in report["images"].values():
+        assert Path(path).parent == tmp_path
+        assert Image.open(path).size == plots.SIZE
+    # the loggers got the numbers (CSV) and the pictures (TensorBoard)
+    assert "eval/verification/as_norm/eer" in (tmp_path / "csv" / "metrics.csv").read_text()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    # the evaluation's thresholds are stored with the model for speakerid-verify
+    stored = stored_thresholds(load_checkpoint(run))
+    assert stored["eer"] == pytest.approx(ver["cosine"]["threshold_eer"])
+
+
+def test_multi_crop_embedding(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    ckpt, _ = trained
+    report = evaluate(
+        eval_config(
+            ckpt,
+            tmp_path,
+            "crops=3",
+            "crop_seconds=0.5",
+            "save_thresholds=false",
+            "evaluation.identification.enabled=false",
+            "evaluation.clustering.enabled=false",
+            "evaluation.similarity.enabled=false",
+            "evaluation.plots.enabled=false",
+            "evaluation.verification.scorings=[cosine]",
+        )
+    )
+    assert report["embedding"] == "3 x 0.5 s crops"
+    assert 0.0 <= report["eer"] <= 1.0
+    assert set(report) >= {"eer", "min_dcf_p01", "num_trials"} and "clustering" not in report
+    assert report["images"] == {}
+
+
+def _two_files(corpus, same: bool) -> list[str]:
+    manifest = corpus.manifest()
+    first = manifest[0]
+    other = next(
+        u for u in manifest if (u.speaker == first.speaker) == same and u.utt_id != first.utt_id
+    )
+    return [str(manifest.audio_path(first)), str(manifest.audio_path(other))]
+
+
+def test_verify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path) -> None:
+    ckpt, metrics = trained
+    a, b = _two_files(tiny_corpus, same=False)
+    score, threshold, same = verify([a, b, f"ckpt_path={ckpt}"])
+    assert threshold == pytest.approx(metrics["test/eer_threshold"])
+    assert same == (score > threshold) and -1.0 <= score <= 1.0
+    assert verify([a, a, f"ckpt_path={ckpt}", "threshold=0.5"])[:3] == pytest.approx(
+        (1.0, 0.5, True), abs=1e-5
+    )
+    assert verify([a, b, f"ckpt_path={ckpt}", "threshold=far"])[1] == pytest.approx(
+        metrics["test/far_threshold"]
+    )
+    # a stereo 8 kHz copy is downmixed and resampled, not refused
+    wav, rate = sf.read(a)
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.stack([wav[::2], wav[::2]], axis=1), rate // 2)
+    assert verify([a, str(stereo), f"ckpt_path={ckpt}"])[0] > 0.5
+
+
+def test_verify_exit_status_and_errors(
+    trained: tuple[Path, dict], tiny_corpus, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    ckpt, _ = trained
+    a, _ = _two_files(tiny_corpus, same=True)
+    monkeypatch.setattr("sys.argv", ["speakerid-verify", a, a, f"ckpt_path={ckpt}"])
+    with pytest.raises(SystemExit) as exit_info:
+        verify_main()
+    assert exit_info.value.code == 0 and "same speaker" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["speakerid-verify", a, f"ckpt_path={ckpt}"])
+    with pytest.raises(SystemExit) as exit_info:
+        verify_main()
+    assert exit_info.value.code == 2
+    assert "give exactly two audio files, got 1" in capsys.readouterr().err
+    with pytest.raises(AudioError, match=r"nothing\.wav: file not found"):
+        verify([a, str(tmp_path / "nothing.wav"), f"ckpt_path={ckpt}"])
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty\.wav: not a readable audio file"):
+        verify([a, str(tmp_path / "empty.wav"), f"ckpt_path={ckpt}"])
+    with pytest.raises(ConfigError, match="missing required setting"):
+        verify([a, a])
+    with pytest.raises(ConfigError, match="thresold"):
+        verify([a, a, f"ckpt_path={ckpt}", "thresold=0.3"])
+    bare = tmp_path / "bare.ckpt"
+    shutil.copy(ckpt, bare)
+    save_thresholds(bare, {})
+    with pytest.raises(ConfigError, match="holds no stored thresholds: run `speakerid-eval"):
+        verify([a, a, f"ckpt_path={bare}"])
+
+
+def test_identify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path) -> None:
+    ckpt, _ = trained
+    manifest = tiny_corpus.manifest()
+    speakers = manifest.speakers[:3]
+    queries = []
+    for speaker in speakers:
+        first = next(u for u in manifest if u.speaker == speaker)
+        folder = tmp_path / "enrol" / speaker
+        folder.mkdir(parents=True)
+        shutil.copy(manifest.audio_path(first), folder / "a.wav")
+        queries.append(str(folder / "a.wav"))
+    out = tmp_path / "labels.tsv"
+    results = identify(
+        [*queries, f"ckpt_path={ckpt}", f"enrol_dir={tmp_path / 'enrol'}", "threshold=null",
+         f"output={out}"]
+    )  # fmt: skip
+    # one file per speaker: each enrolment file is its own speaker model, score 1
+    assert [speaker for _, speaker, _ in results] == speakers
+    assert all(score == pytest.approx(1.0, abs=1e-5) for _, _, score in results)
+    assert out.read_text().splitlines()[0] == "file\tspeaker\tscore"
+    rejected = identify([queries[0], f"ckpt_path={ckpt}", f"enrol_dir={tmp_path}/enrol",
+                         "threshold=1.5"])  # fmt: skip
+    assert rejected[0][1] == "unknown"
+    folder_query = identify([str(tmp_path / "enrol"), f"ckpt_path={ckpt}",
+                             f"enrol_dir={tmp_path}/enrol"])  # fmt: skip
+    assert len(folder_query) == 3  # a folder expands to its audio files
+    (tmp_path / "enrol" / "nobody").mkdir()
+    with pytest.raises(ConfigError, match="nobody: no audio files"):
+        identify([queries[0], f"ckpt_path={ckpt}", f"enrol_dir={tmp_path}/enrol"])
