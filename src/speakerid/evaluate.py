@@ -58,7 +58,9 @@ def evaluate(cfg: DictConfig) -> dict:
     trainer.test(system, datamodule=datamodule, verbose=False)
     out_dir = Path(cfg.output_dir) if cfg.output_dir else _run_folder(Path(cfg.ckpt_path))
     stored = stored_thresholds(checkpoint).get("eer")
-    report, images = analyse(system.test_embeddings, evalset, cfg.evaluation, out_dir, stored)
+    report, images = analyse(
+        system.test_embeddings, evalset, cfg.evaluation, out_dir, stored, _classifier(system)
+    )
     cosine = report["verification"].get("cosine")
     report.update(
         {
@@ -90,6 +92,17 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
+def _classifier(system: torch.nn.Module):
+    """Embeddings -> the loss head's class logits (None for heads without a classifier)."""
+
+    @torch.inference_mode()
+    def logits(embeddings: torch.Tensor) -> torch.Tensor | None:
+        labels = torch.zeros(len(embeddings), dtype=torch.long)  # required, unused for logits
+        return system.loss(embeddings, labels).logits
+
+    return logits
+
+
 def _run_folder(ckpt_path: Path) -> Path:
     """The training run's folder: the parent of ``checkpoints/``, else the checkpoint's folder."""
     folder = ckpt_path.resolve().parent
@@ -106,6 +119,8 @@ def summary(report: dict) -> dict:
         ident = report["identification"]
         rows.update({f"identification {k}": ident[k] for k in ("top1", "top5") if k in ident})
         rows["open-set accuracy"] = ident["open_set_accuracy"]
+    if "top1" in report.get("identification_classifier", {}):
+        rows["classifier top1"] = report["identification_classifier"]["top1"]
     if "similarity_matrix" in report:
         rows["similarity-matrix accuracy"] = report["similarity_matrix"]["accuracy"]
     for method, scores in report.get("clustering", {}).items():

@@ -10,6 +10,7 @@ from tests.conftest import TINY_DATA
 from speakerid.data.audio import read_audio
 from speakerid.data.corpora import SyntheticCorpus
 from speakerid.data.datamodule import SpeakerDataModule
+from speakerid.data.trials import read_iden_split
 from speakerid.errors import ConfigError, ListFileError
 
 
@@ -121,3 +122,17 @@ def test_trial_naming_a_missing_file(tiny_corpus: SyntheticCorpus, tmp_path: Pat
 
 def _corpus_params(corpus: SyntheticCorpus) -> dict:
     return {k: v for k, v in corpus.params.items() if k != "builder_version"}
+
+
+def test_iden_split_holds_out_split_3(tiny_corpus: SyntheticCorpus, tmp_path: Path) -> None:
+    dm = _datamodule(tiny_corpus, iden_split="iden_split.txt")
+    dm.setup("fit")
+    splits = read_iden_split(tiny_corpus.trial_path("iden_split.txt"))
+    split_of = {p.removesuffix(".wav"): s for p, s in splits.items()}
+    assert {split_of[u.utt_id] for u in dm.train_rows} == {1}
+    assert {split_of[u.utt_id] for u in dm.iden_test_rows} == {3}
+    assert {u.speaker for u in dm.iden_test_rows} == set(dm.speakers)
+    bad = tmp_path / "bad_split.txt"
+    bad.write_text("1 id10001/session01/00001.wav\n4 id10001/session01/00002.wav\n")
+    with pytest.raises(ListFileError, match=r"bad_split\.txt:2: expected '1\|2\|3 path'"):
+        read_iden_split(bad)

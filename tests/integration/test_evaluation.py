@@ -203,3 +203,20 @@ def test_identify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path) -> No
     (tmp_path / "enrol" / "nobody").mkdir()
     with pytest.raises(ConfigError, match="nobody: no audio files"):
         identify([queries[0], f"ckpt_path={ckpt}", f"enrol_dir={tmp_path}/enrol"])
+
+
+def test_classifier_identification_on_the_iden_split(tiny_data_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_train_config(tiny_data_dir, tmp_path, "data.iden_split=iden_split.txt")
+    train(cfg)
+    report = evaluate(
+        eval_config(
+            tmp_path / "checkpoints" / "last.ckpt",
+            tmp_path,
+            "evaluation.clustering.enabled=false",
+            "evaluation.plots.enabled=false",
+        )
+    )
+    ident = report["identification_classifier"]
+    # 5 classes; their split-3 files (the last of 2 sessions: 3 of 6 utterances each)
+    assert ident["classes"] == 5 and ident["test_utterances"] == 5 * 3
+    assert 0.0 <= ident["top1"] <= ident["top5"] == 1.0  # 5 classes: top-5 always hits

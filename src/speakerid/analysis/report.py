@@ -8,6 +8,7 @@ report and the PNG files.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from torch import Tensor
+from torch.nn.functional import normalize
 
 from speakerid.analysis import plots
 from speakerid.analysis.clustering import cluster
@@ -58,6 +60,8 @@ class EvalSet:
     analysis_rows: Tensor  # (A,) every utterance of the trial speakers
     analysis_labels: Tensor  # (A,)
     cohort_rows: Tensor  # (C,) training-speaker utterances for score normalization
+    iden_rows: Tensor  # (I,) identification split-3 files of the training speakers (may be empty)
+    iden_labels: Tensor  # (I,) their class index
 
 
 def build_eval_set(datamodule, cohort_per_speaker: int, seed: int = 0) -> EvalSet:
@@ -77,13 +81,18 @@ def build_eval_set(datamodule, cohort_per_speaker: int, seed: int = 0) -> EvalSe
         for rows in by_speaker.values():
             picked = rng.choice(len(rows), min(cohort_per_speaker, len(rows)), replace=False)
             cohort += [rows[i] for i in sorted(picked)]
-    extended, rows = trials.extended(analysis + cohort)
+    iden = list(datamodule.iden_test_rows)
+    classes = {s: i for i, s in enumerate(datamodule.speakers)}
+    extended, rows = trials.extended(analysis + cohort + iden)
+    a, c = len(analysis), len(analysis) + len(cohort)
     return EvalSet(
         extended,
         speakers,
-        rows[: len(analysis)],
+        rows[:a],
         torch.tensor([label[u.speaker] for u in analysis], dtype=torch.long),
-        rows[len(analysis) :],
+        rows[a:c],
+        rows[c:],
+        torch.tensor([classes[u.speaker] for u in iden], dtype=torch.long),
     )
 
 
@@ -192,7 +201,7 @@ def identification(
     num_enrolled = int((remap != UNKNOWN).sum())
     enrol_labels = remap[labels[enrol]]
     models = centroids(embeddings[enrol], enrol_labels, num_enrolled)
-    centroid_scores = embeddings[test] @ models.T  # embeddings are L2-normalized
+    centroid_scores = normalize(embeddings[test], dim=1) @ models.T
     known = test_labels != UNKNOWN
     ks = tuple(k for k in cfg.top_k if k <= num_enrolled)
     accuracy = topk_accuracy(centroid_scores[known], test_labels[known], ks)
@@ -220,6 +229,22 @@ def identification(
             "test_utterances": len(test),
         }
     )
+    return report
+
+
+def classifier_identification(
+    logits: Tensor | None, labels: Tensor, ks: tuple[int, ...]
+) -> dict[str, float | int | str]:
+    """Closed-set identification by the trained classifier (the loss head's logits)."""
+    if logits is None:
+        return {"skipped": "the loss head has no classifier (it returns no logits)"}
+    report: dict[str, float | int | str] = {
+        f"top{k}": v
+        for k, v in topk_accuracy(
+            logits, labels, tuple(k for k in ks if k <= logits.shape[1])
+        ).items()
+    }
+    report.update({"classes": logits.shape[1], "test_utterances": len(labels)})
     return report
 
 
@@ -259,8 +284,13 @@ def analyse(
     cfg: DictConfig,
     out_dir: Path,
     stored_threshold: float | None = None,
+    classifier: Callable[[Tensor], Tensor | None] | None = None,
 ) -> tuple[dict, dict[str, Path]]:
-    """Every analysis the config enables; returns the report and the PNG files written."""
+    """Every analysis the config enables; returns the report and the PNG files written.
+
+    ``classifier`` maps embeddings to class logits (or None); it scores the identification split
+    of the training speakers when the data module has one.
+    """
     report: dict = {}
     images: dict[str, Path] = {}
     ver, scores = verification(table, evalset, cfg.verification, stored_threshold)
@@ -284,6 +314,12 @@ def analyse(
         except TooFewSpeakers as err:
             log.warning("identification skipped: %s", err)
             report["identification"] = {"skipped": str(err)}
+    if cfg.identification.enabled and len(evalset.iden_rows) and classifier is not None:
+        report["identification_classifier"] = classifier_identification(
+            classifier(table[evalset.iden_rows]),
+            evalset.iden_labels,
+            tuple(cfg.identification.top_k),
+        )
     if cfg.similarity.enabled:
         _, matrix, correct = similarity_matrix(embeddings, speaker_labels)
         report["similarity_matrix"] = {"accuracy": float(correct.float().mean())}

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from speakerid.data.datasets import CropDataset, MultiCropDataset, UtteranceDataset, collate
 from speakerid.data.manifest import Manifest, Utterance
-from speakerid.data.trials import Trial, make_trials, read_trials
+from speakerid.data.trials import Trial, make_trials, read_iden_split, read_trials
 from speakerid.errors import ConfigError, ListFileError
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,9 @@ class SpeakerDataModule(L.LightningDataModule):
         seed: seeds the validation split and trials.
         pin_memory: pin batches (for GPU training).
         augment: ``(wav, rng) -> wav`` for training crops (the ``augment`` config group), or None.
+        iden_split: an identification split list in the corpus root (``iden_split.txt``), or
+            None. When given, training speakers train on their split-1 files only and their
+            split-3 files become ``iden_test_rows`` (closed-set identification by the classifier).
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class SpeakerDataModule(L.LightningDataModule):
         seed: int = 0,
         pin_memory: bool = False,
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        iden_split: str | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -167,6 +171,8 @@ class SpeakerDataModule(L.LightningDataModule):
         self.seed = seed
         self.pin_memory = pin_memory
         self.augment = augment
+        self.iden_split = iden_split
+        self.iden_test_rows: list[Utterance] = []  # split 3 of the training speakers
         self.manifest: Manifest | None = None
         self.speakers: list[str] = []  # training class i is speakers[i]
         self.train_rows: list[Utterance] = []
@@ -202,6 +208,8 @@ class SpeakerDataModule(L.LightningDataModule):
             )
         label = {s: i for i, s in enumerate(self.speakers)}
         self.train_rows = [u for u in self.manifest if u.speaker in label]
+        if self.iden_split:
+            self.train_rows, self.iden_test_rows = self._split_identification(self.train_rows)
         self._train_labels = [label[u.speaker] for u in self.train_rows]
         val_rows = [u for u in self.manifest if u.speaker in val]
         pairs = make_trials(
@@ -220,6 +228,25 @@ class SpeakerDataModule(L.LightningDataModule):
             len(val_rows),
             f"{len(self.test_trials.labels)} trials" if self.test_trials else "none",
         )
+
+    def _split_identification(
+        self, rows: list[Utterance]
+    ) -> tuple[list[Utterance], list[Utterance]]:
+        """(split-1 rows, split-3 rows) of ``rows`` by the identification split list."""
+        path = self.corpus.trial_path(self.iden_split)
+        splits = {
+            str(PurePosixPath(p).with_suffix("")): s for p, s in read_iden_split(path).items()
+        }
+        unlisted = [u.utt_id for u in rows if u.utt_id not in splits]
+        if unlisted:
+            raise ListFileError(
+                f"{path}: {len(unlisted)} training utterance(s) have no split, e.g. {unlisted[0]}"
+            )
+        train = [u for u in rows if splits[u.utt_id] == 1]
+        test = [u for u in rows if splits[u.utt_id] == 3]
+        if not train or not test:
+            raise ListFileError(f"{path}: no split-1 or no split-3 files among training speakers")
+        return train, test
 
     def train_dataloader(self) -> DataLoader:
         dataset = CropDataset(

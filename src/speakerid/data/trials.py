@@ -1,4 +1,5 @@
-"""Trial lists (``1|0 path path``): read with line-numbered errors, generated with a seed."""
+"""Trial lists (``1|0 path path``) and identification splits (``1|2|3 path``): read with
+line-numbered errors; trials also generated with a seed."""
 
 from collections import defaultdict
 from collections.abc import Sequence
@@ -39,6 +40,28 @@ def read_trials(path: str | Path) -> list[Trial]:
     if not trials:
         raise ListFileError(f"{path}: trial list is empty")
     return trials
+
+
+def read_iden_split(path: str | Path) -> dict[str, int]:
+    """Parse a VoxCeleb ``iden_split.txt`` ("3 id10001/1zcIwhmdeo4/00001.wav"): path -> split,
+    where 1 = train, 2 = validation, 3 = test."""
+    path = Path(path)
+    if not path.is_file():
+        raise ListFileError(f"{path}: identification split list not found")
+    splits: dict[str, int] = {}
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or fields[0] not in ("1", "2", "3"):
+                raise ListFileError(
+                    f"{path}:{number}: expected '1|2|3 path', got {line.strip()[:80]!r}"
+                )
+            splits[fields[1]] = int(fields[0])
+    if not splits:
+        raise ListFileError(f"{path}: identification split list is empty")
+    return splits
 
 
 def write_trials(path: str | Path, trials: Sequence[tuple[int, str, str]]) -> None:

@@ -22,8 +22,8 @@ class EncoderModule(L.LightningModule):
     ``{stage}/min_dcf`` (P_target 0.01; test also ``min_dcf_p05``, ``eer_threshold`` and
     ``far_threshold``).
     With the data module's ``eval_crops`` > 0 an utterance's embedding is the mean of its crops'.
-    After testing, ``test_embeddings`` holds the (U,D) L2-normalized embedding table of the test
-    set's utterances.
+    After testing, ``test_embeddings`` holds the (U,D) embedding table of the test set's
+    utterances (as the backbone gives them; scoring normalizes).
 
     Args:
         features: front end, ``(B,S), (B,) -> (B,T,F), (B,)``; always run in float32.
@@ -105,10 +105,10 @@ class EncoderModule(L.LightningModule):
         embeddings = self.all_gather(embeddings).reshape(-1, embeddings.shape[-1])
         rows = self.all_gather(rows).reshape(-1)
         table = embeddings.new_zeros(len(trials.utterances) * crops, embeddings.shape[-1])
-        table[rows] = nn.functional.normalize(embeddings, dim=1)
-        table = nn.functional.normalize(table.view(-1, crops, table.shape[-1]).mean(dim=1), dim=1)
+        table[rows] = embeddings
+        table = table.view(-1, crops, table.shape[-1]).mean(dim=1)  # (U,D) mean over crops
         if stage == "test":
-            self.test_embeddings = table.cpu()  # (U,D) L2-normalized, for a caller's analysis
+            self.test_embeddings = table.cpu()  # for a caller's analysis
         scores = cosine_scores(table, trials.enroll.to(self.device), trials.test.to(self.device))
         labels = trials.labels.to(self.device)
         shard = slice(self.global_rank, None, self.trainer.world_size)  # each trial counted once
