@@ -21,6 +21,7 @@ from speakerid.analysis.report import analyse, build_eval_set
 from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
 from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
 from speakerid.utils.io import write_json
+from speakerid.utils.loggers import close_loggers
 
 __all__ = ["evaluate", "load_checkpoint", "main"]
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def evaluate(cfg: DictConfig) -> dict:
             },
         )
     log_report(loggers, report, images)
+    close_loggers(loggers)
     return report
 
 

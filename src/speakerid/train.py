@@ -14,6 +14,7 @@ from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_
 from speakerid.errors import ConfigError
 from speakerid.inference import save_thresholds
 from speakerid.utils.io import write_json
+from speakerid.utils.loggers import close_loggers
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("Tested %s", ckpt_path or "the final weights")
         _store_thresholds(trainer, ckpt_path, results, system.far_target, cfg.data.test_trials)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    close_loggers(loggers)
     return metrics
 
 

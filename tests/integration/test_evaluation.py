@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tests.conftest import compose_config, tiny_train_config
 
 from speakerid.analysis import plots
@@ -56,7 +57,7 @@ def test_full_report(trained: tuple[Path, dict], tmp_path: Path) -> None:
     ckpt, metrics = trained
     run = tmp_path / "ckpt.ckpt"
     shutil.copy(ckpt, run)
-    report = evaluate(eval_config(run, tmp_path, "logger=[csv,tensorboard]"))
+    report = evaluate(eval_config(run, tmp_path, "logger=[csv,tensorboard,wandb]"))
     assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(report))
     ver = report["verification"]
     assert set(ver) == {"cosine", "mean_subtraction", "as_norm"}
@@ -86,9 +87,13 @@ def test_full_report(trained: tuple[Path, dict], tmp_path: Path) -> None:
     for path in report["images"].values():
         assert Path(path).parent == tmp_path
         assert Image.open(path).size == plots.SIZE
-    # the loggers got the numbers (CSV) and the pictures (TensorBoard)
+    # the loggers got the numbers (CSV), the pictures (TensorBoard, W&B) and a table (W&B)
     assert "eval/verification/as_norm/eer" in (tmp_path / "csv" / "metrics.csv").read_text()
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    assert set(events.Tags()["images"]) == {f"eval/{name}" for name in report["images"]}
+    media = tmp_path / "wandb" / "latest-run" / "files" / "media"
+    assert {p.name.split("_")[0] for p in media.glob("images/eval/*.png")} >= {"det", "embedding"}
+    assert list(media.glob("table/eval/table_*.table.json"))
     # the evaluation's thresholds are stored with the model for speakerid-verify
     stored = stored_thresholds(load_checkpoint(run))
     assert stored["eer"] == pytest.approx(ver["cosine"]["threshold_eer"])

@@ -138,3 +138,18 @@ def test_cli_reports_a_missing_corpus_in_one_line(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert f"error: {tmp_path}/nowhere/wav: corpus folder not found" in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_each_run_in_a_process_gets_its_own_wandb_run(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    from speakerid.utils.loggers import close_loggers
+
+    ids = []
+    for name in ("first", "second"):
+        logger = WandbLogger(project="speakerid", save_dir=str(tmp_path / name), offline=True)
+        logger.log_metrics({"x": 1.0})
+        ids.append(logger.experiment.id)
+        close_loggers([logger])
+    assert ids[0] != ids[1]
+    assert list((tmp_path / "second" / "wandb").glob("offline-run-*"))

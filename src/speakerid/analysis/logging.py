@@ -41,4 +41,3 @@ def log_report(
                 columns=["metric", "value"],
                 data=[[k, v] for k, v in numbers.items()],
             )
-        logger.save()

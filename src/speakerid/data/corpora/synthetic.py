@@ -77,9 +77,11 @@ class SyntheticCorpus:
         num_workers: synthesis processes (``None``: one per core); does not change the output.
 
     Example:
-        >>> corpus = SyntheticCorpus("data/synthetic", "data/cache", num_speakers=8)
-        >>> corpus.prepare()  # builds data/synthetic/wav/id10001/...
-        >>> len(corpus.manifest())
+        >>> corpus = SyntheticCorpus(
+        ...     "data/synthetic", "data/cache", num_speakers=8, test_speakers=2
+        ... )  # doctest: +SKIP
+        >>> corpus.prepare()  # builds data/synthetic/wav/id10001/...  # doctest: +SKIP
+        >>> len(corpus.manifest())  # doctest: +SKIP
         160
     """
 
