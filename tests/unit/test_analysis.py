@@ -51,6 +51,8 @@ def test_knn_votes_by_hand() -> None:
     majority = knn_scores(enrol, labels, test, 2, k=3)
     assert majority.argmax().item() == 0 and majority[0, 0] > 1.99 and majority[0, 1] < 1.01
     distance = knn_scores(enrol, labels, test, 2, k=5, weighting="distance")
+    chunked = knn_scores(enrol, labels, test.repeat(5, 1), 2, k=5, weighting="distance", chunk=2)
+    torch.testing.assert_close(chunked, distance.repeat(5, 1))
     cos = torch.nn.functional.normalize(test) @ torch.nn.functional.normalize(enrol).T
     weights = 1 / (1 - cos[0])
     torch.testing.assert_close(distance[0], torch.stack([weights[:2].sum(), weights[2:].sum()]))

@@ -60,7 +60,9 @@ def eigengap_k(embeddings: np.ndarray, max_k: int, neighbours: int = 10) -> int:
     if count + 1 >= len(embeddings):  # small: dense is exact and cheap
         top = np.linalg.eigvalsh(normalized.toarray())[::-1][:count]
     else:
-        top = np.sort(eigsh(normalized, k=count, which="LA", return_eigenvectors=False))[::-1]
+        start = np.ones(len(embeddings))  # a fixed start vector: the same k on every call
+        top = np.sort(eigsh(normalized, k=count, which="LA", v0=start, return_eigenvectors=False))
+        top = top[::-1]
     return int(np.argmax(np.diff(1.0 - top))) + 1
 
 
@@ -79,6 +81,15 @@ def knee_k(embeddings: np.ndarray, max_k: int) -> int:
     d = heights[n - k - 1]  # merge m leaves n - 1 - m clusters
     curvature = d[:-2] - 2 * d[1:-1] + d[2:]  # at k = 2 .. max_k
     return int(k[1:-1][np.argmax(curvature)])
+
+
+def choose_k(embeddings: np.ndarray, k_selection: str, max_k: int, neighbours: int = 10) -> int:
+    """The number of clusters by ``eigengap`` or ``knee``."""
+    if k_selection == "eigengap":
+        return eigengap_k(embeddings, max_k, neighbours)
+    if k_selection == "knee":
+        return knee_k(embeddings, max_k)
+    raise ValueError(f"k_selection must be 'eigengap' or 'knee', got {k_selection!r}")
 
 
 def cluster(
@@ -113,9 +124,7 @@ def cluster(
     if method == "label_propagation":
         return _label_propagation(x, neighbours, seed), None
     if k is None:
-        if k_selection not in ("eigengap", "knee"):
-            raise ValueError(f"k_selection must be 'eigengap' or 'knee', got {k_selection!r}")
-        k = eigengap_k(x, max_k, neighbours) if k_selection == "eigengap" else knee_k(x, max_k)
+        k = choose_k(x, k_selection, max_k, neighbours)
     if not 1 <= k <= len(x):
         raise ValueError(f"k={k} must be in [1, {len(x)}]")
     if method == "kmeans":  # on the unit sphere, Euclidean k-means follows cosine distance

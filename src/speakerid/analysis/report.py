@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.nn.functional import normalize
 
 from speakerid.analysis import plots
-from speakerid.analysis.clustering import cluster
+from speakerid.analysis.clustering import choose_k, cluster
 from speakerid.analysis.similarity import similarity_matrix
 from speakerid.data.datamodule import TrialSet
 from speakerid.errors import ConfigError
@@ -255,10 +255,12 @@ def clustering(embeddings: Tensor, labels: Tensor, cfg: DictConfig) -> dict[str,
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(x), cfg.max_utterances, False))
         x, truth = x[keep], truth[keep]
     report = {}
+    k_given = cfg.k
+    if k_given is None and set(cfg.methods) - {"label_propagation"}:  # one k for every method
+        k_given = choose_k(x, cfg.k_selection, cfg.max_k, cfg.neighbours)
     for method in cfg.methods:
-        predicted, k = cluster(
-            x, method, cfg.k, cfg.k_selection, cfg.max_k, cfg.neighbours, cfg.seed
-        )
+        predicted, k = cluster(x, method, k_given, max_k=cfg.max_k, neighbours=cfg.neighbours,
+                               seed=cfg.seed)  # fmt: skip
         chosen_by = "given" if cfg.k is not None else cfg.k_selection
         report[method] = {
             **clustering_scores(truth, predicted),

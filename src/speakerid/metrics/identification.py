@@ -45,6 +45,7 @@ def knn_scores(
     num_classes: int,
     k: int = 5,
     weighting: str = "majority",
+    chunk: int = 4096,
 ) -> Tensor:
     """Class votes of each test embedding's ``k`` nearest enrolment embeddings (cosine distance).
 
@@ -57,14 +58,17 @@ def knn_scores(
     """
     if weighting not in ("majority", "distance"):
         raise ValueError(f"weighting must be 'majority' or 'distance', got {weighting!r}")
-    similarity = normalize(test.float(), dim=1) @ normalize(enrol.float(), dim=1).T  # (N,E)
-    top = similarity.topk(min(k, similarity.shape[1]), dim=1)
-    if weighting == "distance":
-        weights = 1.0 / (1.0 - top.values).clamp_min(1e-6)
-    else:  # 1 per vote, plus a tie-breaker far below 1 favouring nearer neighbours
-        weights = 1.0 + 1e-3 * top.values
+    enrol = normalize(enrol.float(), dim=1)
     votes = torch.zeros(len(test), num_classes)
-    return votes.scatter_add_(1, enrol_labels[top.indices], weights)
+    for start in range(0, len(test), chunk):  # bounds memory to chunk x E similarities
+        similarity = normalize(test[start : start + chunk].float(), dim=1) @ enrol.T
+        top = similarity.topk(min(k, similarity.shape[1]), dim=1)
+        if weighting == "distance":
+            weights = 1.0 / (1.0 - top.values).clamp_min(1e-6)
+        else:  # 1 per vote, plus a tie-breaker far below 1 favouring nearer neighbours
+            weights = 1.0 + 1e-3 * top.values
+        votes[start : start + chunk].scatter_add_(1, enrol_labels[top.indices], weights)
+    return votes
 
 
 def reject_unknown(scores: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
