@@ -6,7 +6,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval prepare baseline test test-all lint format sweep bench clean clean-data
+.PHONY: help install train eval embed enhance prepare baseline test test-all lint format sweep bench clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ train: install ## Train the default recipe on the built-in corpus (built if miss
 
 eval: install ## Score trials with a checkpoint: ARGS="ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt"
 	$(VENV)/bin/speakerid-eval $(ARGS)
+
+embed: install ## Embed a corpus into a resumable store: ARGS="ckpt_path=... output=data/embeddings/NAME"
+	$(VENV)/bin/speakerid-embed $(ARGS)
+
+enhance: install ## Train an embedding enhancer: ARGS="data.store=data/embeddings/NAME experiment=enhance_mse"
+	$(VENV)/bin/speakerid-enhance $(ARGS)
 
 prepare: install ## Build the synthetic corpus, or check a real one (ARGS="corpus=voxceleb corpus.root=...")
 	$(VENV)/bin/speakerid-prepare $(ARGS)

@@ -7,6 +7,18 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor
 
+# Labels a loss head receives: (B,) speaker classes, or (B,K) whose columns are these.
+SPEAKER, SESSION, OTHER = 0, 1, 2
+
+
+def label_column(labels: Tensor, column: int = SPEAKER) -> Tensor:
+    """One column of (B,K) labels; (B,) labels are the speaker column itself."""
+    if labels.ndim == 1:
+        if column != SPEAKER:
+            raise ValueError("this head needs (B,3) labels (speaker, session, other), got (B,)")
+        return labels
+    return labels[:, column]
+
 
 class HeadOutput(NamedTuple):
     """What a loss head returns: the loss, and class logits when the head has a classifier."""
@@ -44,6 +56,11 @@ class Enhancer(Protocol):
 
 @runtime_checkable
 class LossHead(Protocol):
-    """``(embeddings (B,D), labels (B,)) -> HeadOutput``. A head owns its parameters."""
+    """``(embeddings (B,D), labels) -> HeadOutput``. A head owns its parameters.
+
+    ``labels`` is (B,) speaker classes, or (B,K) with the speaker in column :data:`SPEAKER`
+    (the embedding data module adds :data:`SESSION` and :data:`OTHER`); every head reads the
+    columns it needs through :func:`label_column`.
+    """
 
     def __call__(self, embeddings: Tensor, labels: Tensor) -> HeadOutput: ...

@@ -4,7 +4,7 @@ import torch
 from speechbrain.nnet.losses import AdditiveAngularMargin
 from torch import Tensor, nn
 
-from speakerid.contracts import HeadOutput
+from speakerid.contracts import HeadOutput, label_column
 
 
 class AamSoftmax(nn.Module):
@@ -45,6 +45,7 @@ class AamSoftmax(nn.Module):
         cosine = nn.functional.linear(
             nn.functional.normalize(embeddings.float()), nn.functional.normalize(self.weight)
         )  # (B,C)
+        labels = label_column(labels)
         one_hot = nn.functional.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
         loss = nn.functional.cross_entropy(self.margin_fn(cosine, one_hot), labels)
         return HeadOutput(loss, self.scale * cosine.detach())

@@ -2,7 +2,7 @@
 
 from torch import Tensor, nn
 
-from speakerid.contracts import HeadOutput
+from speakerid.contracts import HeadOutput, label_column
 
 
 class Softmax(nn.Module):
@@ -21,4 +21,4 @@ class Softmax(nn.Module):
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         logits = self.classifier(embeddings)  # (B,D) -> (B,C)
-        return HeadOutput(nn.functional.cross_entropy(logits, labels), logits)
+        return HeadOutput(nn.functional.cross_entropy(logits, label_column(labels)), logits)

@@ -15,18 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import cosine_similarity, normalize
 
-from speakerid.contracts import HeadOutput
-
-SPEAKER, SESSION, OTHER = 0, 1, 2  # columns of (B,3) labels
-
-
-def label_column(labels: Tensor, column: int = SPEAKER) -> Tensor:
-    """One column of (B,K) labels; (B,) labels are the speaker column itself."""
-    if labels.ndim == 1:
-        if column != SPEAKER:
-            raise ValueError("this head needs (B,3) labels (speaker, session, other), got (B,)")
-        return labels
-    return labels[:, column]
+from speakerid.contracts import OTHER, SESSION, SPEAKER, HeadOutput, label_column
 
 
 class TargetHead(nn.Module):

@@ -1,5 +1,6 @@
-"""LightningModules that wire front end, backbone, loss head and optimizers."""
+"""LightningModules that wire front end, backbone or enhancer, loss head and optimizers."""
 
 from speakerid.systems.encoder import EncoderModule
+from speakerid.systems.enhancer import EnhancerModule
 
-__all__ = ["EncoderModule"]
+__all__ = ["EncoderModule", "EnhancerModule"]

@@ -10,6 +10,7 @@ from torch.optim import Optimizer
 from speakerid.data.datasets import SpeakerBatch
 from speakerid.metrics import EqualErrorRate, MinDCF, compute_eer, threshold_at_far
 from speakerid.scoring import cosine_scores
+from speakerid.systems.schedules import configure_optimizers
 
 Schedule = Callable[[Optimizer, int], dict]
 
@@ -126,8 +127,4 @@ class EncoderModule(L.LightningModule):
             self.log("test/far_threshold", threshold_at_far(scores, labels, self.far_target)[0])
 
     def configure_optimizers(self) -> dict:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        schedule = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": schedule}
+        return configure_optimizers(self, self.optimizer_factory, self.scheduler_factory)

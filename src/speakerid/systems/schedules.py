@@ -5,8 +5,10 @@ need no hand-computed lengths, and epoch-level torch schedulers are wrapped by :
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+import lightning as L
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
@@ -47,3 +49,19 @@ class PerEpoch:
     def __call__(self, optimizer: Optimizer, total_steps: int) -> dict:
         del total_steps  # epoch schedulers are configured in epochs
         return {"scheduler": self.scheduler(optimizer), "interval": "epoch"}
+
+
+def configure_optimizers(
+    module: L.LightningModule,
+    optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
+    scheduler: Callable[[Optimizer, int], dict] | None,
+) -> dict:
+    """What a system's ``configure_optimizers`` returns: the optimizer over all its parameters,
+    and the schedule sized by the trainer's total steps."""
+    built = optimizer(module.parameters())
+    if scheduler is None:
+        return {"optimizer": built}
+    return {
+        "optimizer": built,
+        "lr_scheduler": scheduler(built, int(module.trainer.estimated_stepping_batches)),
+    }

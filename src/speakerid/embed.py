@@ -1,0 +1,169 @@
+"""``speakerid-embed ckpt_path=...|pretrained=DIR``: embed every utterance of a corpus once.
+
+Each utterance becomes ``crops`` evenly spaced crops of ``crop_seconds`` (default 10 × 4 s, as the
+enhancement project's stage 1), or one whole-utterance embedding (``crops=0``), batched, on the
+GPU when there is one. The result is one embedding store (see :mod:`speakerid.data.embedding_store`)
+written shard by shard: rerunning the same command after a crash or Ctrl-C resumes it.
+"""
+
+import logging
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from torch import nn
+from torch.utils.data import DataLoader
+
+from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
+from speakerid.data.datasets import MultiCropDataset, UtteranceDataset, collate
+from speakerid.data.embedding_store import EmbeddingStore, StoreWriter
+from speakerid.errors import ConfigError
+from speakerid.inference import load_system
+from speakerid.pretrained import SpeechBrainEncoder
+
+log = logging.getLogger(__name__)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_encoder(cfg: DictConfig) -> tuple[nn.Module, DictConfig | None, str]:
+    """The model to embed with: ``(model, its run's data config or None, description)``."""
+    if (cfg.ckpt_path is None) == (cfg.pretrained is None):
+        raise ConfigError(
+            "give exactly one of ckpt_path=<speakerid checkpoint> or pretrained=<dir>"
+        )
+    if cfg.ckpt_path is not None:
+        system, run_cfg, _ = load_system(cfg.ckpt_path)
+        return system, run_cfg.data, str(Path(cfg.ckpt_path).resolve())
+    return SpeechBrainEncoder(cfg.pretrained), None, f"speechbrain:{Path(cfg.pretrained).resolve()}"
+
+
+@torch.inference_mode()
+def embed_corpus(
+    model: nn.Module,
+    datamodule,
+    writer: StoreWriter,
+    crops: int,
+    crop_seconds: float,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+) -> None:
+    """Embed the writer's pending shards of ``datamodule.manifest`` and store them."""
+    rows, rate = list(datamodule.manifest), datamodule.sample_rate
+    model = model.to(device).eval()
+    per_utterance = max(crops, 1)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task("embedding (crops)", total=len(rows) * per_utterance)
+        progress.advance(task, sum(len(writer.shard_rows(s)) for s in writer.done) * per_utterance)
+        for shard in writer.pending():
+            span = writer.shard_rows(shard)
+            shard_rows = [rows[i] for i in span]
+            paths = [datamodule.manifest.audio_path(u) for u in shard_rows]
+            dataset = (
+                MultiCropDataset(
+                    paths,
+                    [u.num_samples for u in shard_rows],
+                    rate,
+                    int(crop_seconds * rate),
+                    crops,
+                )
+                if crops
+                else UtteranceDataset(paths, rate)
+            )
+            loader = DataLoader(
+                dataset,
+                batch_size=batch_size if crops else 1,  # whole utterances: no padding, exact
+                num_workers=num_workers,
+                collate_fn=collate,
+            )
+            out = np.empty((len(shard_rows) * per_utterance, writer.array.shape[2]), np.float32)
+            for batch in loader:
+                embeddings = model(batch.wav.to(device), batch.lengths.to(device))
+                out[batch.index.numpy()] = embeddings.float().cpu().numpy()
+                progress.advance(task, len(batch.index))
+            writer.write_shard(shard, out.reshape(len(shard_rows), per_utterance, -1))
+
+
+def embed(cfg: DictConfig) -> EmbeddingStore:
+    """Embed the configured corpus; return the finished store."""
+    model, run_data, source = load_encoder(cfg)
+    data_cfg = cfg.data if cfg.get("data") is not None else run_data
+    if data_cfg is None:
+        raise ConfigError("pretrained= needs a data config: add data=synthetic|voxceleb|...")
+    datamodule = instantiate(data_cfg, num_workers=cfg.num_workers)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    if cfg.crops < 0:
+        raise ConfigError(f"crops must be >= 0 (0: whole utterances), got {cfg.crops}")
+    test_trials = datamodule.test_trials_name
+    meta = {
+        "source": source,
+        "corpus_root": str(datamodule.manifest.root.resolve()),
+        "trials": str(datamodule.corpus.trial_path(test_trials)) if test_trials else None,
+        "sample_rate": datamodule.sample_rate,
+        "crop_seconds": cfg.crop_seconds if cfg.crops else None,
+        "data": OmegaConf.to_container(data_cfg, resolve=True),
+    }
+    probe = model.eval()(
+        torch.zeros(1, datamodule.sample_rate), torch.tensor([datamodule.sample_rate])
+    )
+    index = [(u.utt_id, u.speaker, u.session) for u in datamodule.manifest]
+    writer = StoreWriter(
+        cfg.output, index, max(cfg.crops, 1), probe.shape[-1], meta, cfg.shard_size
+    )
+    if writer.done:
+        log.info(
+            "Resuming %s: %d of %d shards done", writer.partial, len(writer.done), writer.num_shards
+        )
+    embed_corpus(
+        model,
+        datamodule,
+        writer,
+        cfg.crops,
+        cfg.crop_seconds,
+        cfg.batch_size,
+        cfg.num_workers,
+        _device(cfg.device),
+    )
+    store = writer.finish()
+    log.info(
+        "Wrote %s: %d utterances x %d crops x %d", store.root, len(store), store.crops, store.dim
+    )
+    if cfg.npy_dir:
+        store.to_npy_tree(cfg.npy_dir)
+    return store
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="embed")
+@report_user_errors
+def main(cfg: DictConfig) -> None:
+    quiet_environment()
+    torch.set_flush_denormal(True)
+    store = embed(cfg)
+    print_results(
+        "speakerid-embed",
+        {
+            "store": str(store.root),
+            "utterances": len(store),
+            "crops": store.crops,
+            "dim": store.dim,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
