@@ -10,12 +10,12 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from speakerid.callbacks import ConfigInCheckpoint
 from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
 from speakerid.data import enhancement_lists
 from speakerid.data.embedding_store import StoreWriter
+from speakerid.train import make_trainer
 from speakerid.utils.io import write_json
 from speakerid.utils.loggers import close_loggers
 
@@ -28,13 +28,7 @@ def enhance(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     system = instantiate(cfg.system)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks.append(ConfigInCheckpoint(resolved))
-    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    for lg in loggers:
-        lg.log_hyperparams(resolved)
+    trainer, loggers = make_trainer(cfg)
     trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     (results,) = trainer.test(system, datamodule=datamodule, verbose=False)
     out_dir = Path(cfg.paths.output_dir)

@@ -27,13 +27,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     torch.set_flush_denormal(True)  # CPU training can stall on denormal floats otherwise
     datamodule = instantiate(cfg.data)
     system = instantiate(cfg.system)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks.append(ConfigInCheckpoint(resolved))
-    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    for lg in loggers:
-        lg.log_hyperparams(resolved)
+    trainer, loggers = make_trainer(cfg)
     trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
@@ -45,6 +39,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     close_loggers(loggers)
     return metrics
+
+
+def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
+    """The run's Trainer with its callbacks (plus the config-in-checkpoint one) and loggers,
+    which get the resolved config as hyperparameters."""
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    callbacks.append(ConfigInCheckpoint(resolved))
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
+    return trainer, loggers
 
 
 def _test_checkpoint(trainer: L.Trainer, choice: str) -> str | None:

@@ -100,6 +100,8 @@ def test_trial_set_extended_keeps_its_trials(tiny_corpus: SyntheticCorpus) -> No
 
 
 def test_wrong_num_speakers_names_the_fix(tiny_corpus: SyntheticCorpus) -> None:
+    with pytest.raises(ConfigError, match=r"data\.val_speakers=7 must be in \[1, 7\)"):
+        _datamodule(tiny_corpus, val_speakers=7).setup("fit")
     with pytest.raises(ConfigError, match=r"set data\.num_speakers=5"):
         _datamodule(tiny_corpus, num_speakers=7).setup("fit")
     _datamodule(tiny_corpus, num_speakers=7).setup("test")  # evaluation does not need the classes

@@ -103,6 +103,32 @@ def resolve_trials(name: str, trials: list[Trial], manifest: Manifest, source: P
     return TrialSet.from_pairs(name, utterances, pairs)
 
 
+def split_speakers(
+    dev: list[str], val_speakers: int, num_speakers: int | None, seed: int, where: Path
+) -> tuple[list[str], set[str]]:
+    """Training speakers (in ``dev`` order) and a seeded set of ``val_speakers`` validation ones.
+
+    Raises:
+        ConfigError: ``val_speakers`` does not fit, or the training speakers are not
+            ``num_speakers`` (None: not checked); the message names the value to set.
+    """
+    if not 0 < val_speakers < len(dev):
+        raise ConfigError(
+            f"data.val_speakers={val_speakers} must be in [1, {len(dev)}): "
+            f"{where} has {len(dev)} speakers outside the test trials"
+        )
+    rng = np.random.default_rng(seed)
+    val = set(rng.choice(dev, val_speakers, replace=False).tolist())
+    speakers = [s for s in dev if s not in val]
+    if num_speakers is not None and len(speakers) != num_speakers:
+        raise ConfigError(
+            f"data.num_speakers={num_speakers}, but {where} has {len(speakers)} training speakers "
+            f"({len(dev)} outside the test trials, less {val_speakers} for validation): "
+            f"set data.num_speakers={len(speakers)}"
+        )
+    return speakers, val
+
+
 class SpeakerDataModule(L.LightningDataModule):
     """Training crops and validation/test trials from one corpus, with disjoint speakers.
 
@@ -192,20 +218,10 @@ class SpeakerDataModule(L.LightningDataModule):
             self.test_trials = resolve_trials("test", read_trials(path), self.manifest, path)
             held_out = {u.speaker for u in self.test_trials.utterances}
         dev = [s for s in self.manifest.speakers if s not in held_out]
-        if not 0 < self.val_speakers < len(dev):
-            raise ConfigError(
-                f"data.val_speakers={self.val_speakers} must be in [1, {len(dev)}): "
-                f"the corpus has {len(dev)} speakers outside the test trials"
-            )
-        rng = np.random.default_rng(self.seed)
-        val = set(rng.choice(dev, self.val_speakers, replace=False).tolist())
-        self.speakers = [s for s in dev if s not in val]
-        if stage in (None, "fit") and len(self.speakers) != self.num_speakers:
-            raise ConfigError(
-                f"data.num_speakers={self.num_speakers}, but {self.manifest.root} has "
-                f"{len(self.speakers)} training speakers ({len(dev)} outside the test trials, less "
-                f"{self.val_speakers} for validation): set data.num_speakers={len(self.speakers)}"
-            )
+        self.speakers, val = split_speakers(
+            dev, self.val_speakers, self.num_speakers if stage in (None, "fit") else None,
+            self.seed, self.manifest.root,
+        )  # fmt: skip
         label = {s: i for i, s in enumerate(self.speakers)}
         self.train_rows = [u for u in self.manifest if u.speaker in label]
         if self.iden_split:

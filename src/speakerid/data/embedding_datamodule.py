@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from speakerid.data.datamodule import split_speakers
 from speakerid.data.embedding_store import EmbeddingStore
 from speakerid.data.enhancement_lists import read, utt_id
 from speakerid.data.trials import make_trials, read_trials
@@ -177,19 +178,10 @@ class EmbeddingDataModule(L.LightningDataModule):
             candidates = [r for r in candidates if store.ids[r] in listed]
         dev_rows = [r for r in candidates if store.speakers[r] not in held_out]
         dev = sorted({store.speakers[r] for r in dev_rows})
-        if not 0 < self.val_speakers < len(dev):
-            raise ConfigError(
-                f"data.val_speakers={self.val_speakers} must be in [1, {len(dev)}): the store has "
-                f"{len(dev)} speakers outside the test trials"
-            )
-        rng = np.random.default_rng(self.seed)
-        val = set(rng.choice(dev, self.val_speakers, replace=False).tolist())
-        self.speakers = [s for s in dev if s not in val]
-        if stage in (None, "fit") and len(self.speakers) != self.num_speakers:
-            raise ConfigError(
-                f"data.num_speakers={self.num_speakers}, but {store.root} has {len(self.speakers)} "
-                f"training speakers: set data.num_speakers={len(self.speakers)}"
-            )
+        self.speakers, val = split_speakers(
+            dev, self.val_speakers, self.num_speakers if stage in (None, "fit") else None,
+            self.seed, store.root,
+        )  # fmt: skip
         label = {s: i for i, s in enumerate(self.speakers)}
         self.train_rows = torch.tensor([r for r in dev_rows if store.speakers[r] in label])
         speakers = torch.tensor([label[store.speakers[r]] for r in self.train_rows.tolist()])
