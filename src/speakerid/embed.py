@@ -98,29 +98,37 @@ def embed_corpus(
             writer.write_shard(shard, out.reshape(len(shard_rows), per_utterance, -1))
 
 
-def embed(cfg: DictConfig) -> EmbeddingStore:
-    """Embed the configured corpus; return the finished store."""
-    model, run_data, source = load_encoder(cfg)
-    data_cfg = cfg.data if cfg.get("data") is not None else run_data
-    if data_cfg is None:
-        raise ConfigError("pretrained= needs a data config: add data=synthetic|voxceleb|...")
-    datamodule = instantiate(data_cfg, num_workers=cfg.num_workers)
+def _open_corpus(data_cfg: DictConfig, num_workers: int, source: str) -> tuple[object, dict]:
+    """The set-up data module of the corpus to embed, and the store's metadata."""
+    datamodule = instantiate(data_cfg, num_workers=num_workers)
     datamodule.prepare_data()
     datamodule.setup("test")
-    if cfg.crops < 0:
-        raise ConfigError(f"crops must be >= 0 (0: whole utterances), got {cfg.crops}")
     test_trials = datamodule.test_trials_name
-    meta = {
+    return datamodule, {
         "source": source,
         "corpus_root": str(datamodule.manifest.root.resolve()),
         "trials": str(datamodule.corpus.trial_path(test_trials)) if test_trials else None,
         "sample_rate": datamodule.sample_rate,
-        "crop_seconds": cfg.crop_seconds if cfg.crops else None,
         "data": OmegaConf.to_container(data_cfg, resolve=True),
     }
-    probe = model.eval()(
-        torch.zeros(1, datamodule.sample_rate), torch.tensor([datamodule.sample_rate])
-    )
+
+
+def embed(cfg: DictConfig) -> EmbeddingStore:
+    """Embed the configured corpus (or import a one-.npy-per-wav tree); return the store."""
+    if cfg.import_npy:
+        return _import_npy(cfg)
+    model, run_data, source = load_encoder(cfg)
+    data_cfg = cfg.data if cfg.get("data") is not None else run_data
+    if data_cfg is None:
+        raise ConfigError("pretrained= needs a data config: add data=synthetic|voxceleb|...")
+    if cfg.crops < 0:
+        raise ConfigError(f"crops must be >= 0 (0: whole utterances), got {cfg.crops}")
+    datamodule, meta = _open_corpus(data_cfg, cfg.num_workers, source)
+    meta["crop_seconds"] = cfg.crop_seconds if cfg.crops else None
+    with torch.inference_mode():  # the embedding size
+        probe = model.eval()(
+            torch.zeros(1, datamodule.sample_rate), torch.tensor([datamodule.sample_rate])
+        )
     index = [(u.utt_id, u.speaker, u.session) for u in datamodule.manifest]
     writer = StoreWriter(
         cfg.output, index, max(cfg.crops, 1), probe.shape[-1], meta, cfg.shard_size
@@ -146,6 +154,16 @@ def embed(cfg: DictConfig) -> EmbeddingStore:
     if cfg.npy_dir:
         store.to_npy_tree(cfg.npy_dir)
     return store
+
+
+def _import_npy(cfg: DictConfig) -> EmbeddingStore:
+    """A store from the original layout (``<utt_id>.npy`` of (crops, D) per utterance)."""
+    if cfg.get("data") is None:
+        raise ConfigError("import_npy= needs data=... (the corpus the .npy files belong to)")
+    datamodule, meta = _open_corpus(
+        cfg.data, cfg.num_workers, f"npy:{Path(cfg.import_npy).resolve()}"
+    )
+    return EmbeddingStore.from_npy_tree(cfg.import_npy, cfg.output, list(datamodule.manifest), meta)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="embed")

@@ -163,3 +163,18 @@ def test_enhancement_config_errors(store: Path, tmp_path: Path) -> None:
         enhance(_enhance_config(store, tmp_path, "data.num_speakers=7"))
     with pytest.raises(ConfigError, match="not an embedding store"):
         enhance(_enhance_config(tmp_path, tmp_path))
+
+
+def test_the_original_npy_layout_round_trips_through_speakerid_embed(
+    store: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    opened = EmbeddingStore(store)
+    opened.to_npy_tree(tmp_path / "npy")
+    overrides = [o for o in tiny_overrides(tiny_data_dir, tmp_path) if "num_workers" not in o]
+    cfg = compose_config(
+        "embed",
+        ["data=synthetic", *overrides, f"import_npy={tmp_path}/npy", f"output={tmp_path}/back"],
+    )
+    back = embed(cfg)
+    np.testing.assert_array_equal(back.array, opened.array)
+    assert back.ids == opened.ids and back.meta["source"].startswith("npy:")
