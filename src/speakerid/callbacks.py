@@ -1,8 +1,10 @@
-"""Lightning callbacks of the platform."""
+"""Lightning callbacks and plugins of the platform."""
 
 import lightning as L
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from speakerid import __version__
+from speakerid.utils.io import atomic_path
+from speakerid.utils.loggers import code_version
 
 
 class ConfigInCheckpoint(L.Callback):
@@ -13,8 +15,18 @@ class ConfigInCheckpoint(L.Callback):
 
     def __init__(self, config: dict) -> None:
         self.config = config
+        self.code = code_version()  # version, git commit, local changes
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
     ) -> None:
-        checkpoint["speakerid"] = {"config": self.config, "version": __version__}
+        checkpoint["speakerid"] = {"config": self.config, **self.code}
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: the file appears complete or not at all
+    (a run killed while saving leaves the previous ``last.ckpt`` intact)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)

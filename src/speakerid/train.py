@@ -9,12 +9,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from speakerid.callbacks import ConfigInCheckpoint
+from speakerid.callbacks import AtomicCheckpointIO, ConfigInCheckpoint
 from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
 from speakerid.errors import ConfigError
 from speakerid.inference import save_thresholds
 from speakerid.utils.io import write_json
-from speakerid.utils.loggers import close_loggers
+from speakerid.utils.loggers import close_loggers, code_version
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
-    """The run's Trainer with its callbacks (plus the config-in-checkpoint one) and loggers,
-    which get the resolved config as hyperparameters."""
+    """The run's Trainer with its callbacks (plus the config-in-checkpoint one), atomic
+    checkpoint files, and loggers, which get the resolved config as hyperparameters."""
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks.append(ConfigInCheckpoint(resolved))
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    resolved = {**resolved, "code": code_version()}  # what the loggers record
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
     for lg in loggers:
         lg.log_hyperparams(resolved)
     return trainer, loggers

@@ -108,3 +108,10 @@ def test_enhancer_and_head_train_one_step(enhancer: str, loss: str) -> None:
     grads = [p.grad for p in system.enhancer.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_the_configuration_reference_is_generated_from_conf() -> None:
+    from speakerid.configdoc import render
+
+    committed = (CONF.parent / "docs" / "configuration.md").read_text()
+    assert committed == render(CONF), "docs/configuration.md is stale: run `make docs`"

@@ -50,6 +50,7 @@ def test_training_stores_its_test_thresholds(trained: tuple[Path, dict]) -> None
     assert stored["eer"] == pytest.approx(metrics["test/eer_threshold"])
     assert stored["far"] == pytest.approx(metrics["test/far_threshold"])
     assert stored["scoring"] == "cosine" and stored["far_target"] == 0.01
+    assert set(load_checkpoint(ckpt)["speakerid"]) >= {"config", "version", "thresholds"}
 
 
 @pytest.mark.slow

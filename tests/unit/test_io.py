@@ -23,3 +23,24 @@ def test_files_get_the_usual_mode(tmp_path: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_checkpoints_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
+    import torch
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from speakerid.callbacks import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1}, path)
+
+    def killed_while_writing(self, checkpoint, target, storage_options=None):
+        Path(target).write_bytes(b"half a checkpoint")  # what Lightning had written so far
+        raise OSError("disk full")
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", killed_while_writing)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"step": 2}, path)
+    assert torch.load(path, weights_only=True) == {"step": 1}  # the previous one, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temp file left

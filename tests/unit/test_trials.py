@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from speakerid.data.trials import make_trials, read_trials, write_trials
+from speakerid.data import enhancement_lists
+from speakerid.data.trials import make_trials, read_iden_split, read_trials, write_trials
 from speakerid.errors import ListFileError
 
 
@@ -26,6 +27,24 @@ def test_malformed_line_is_named_with_its_number(tmp_path: Path, bad_line: str) 
     path.write_text(f"1 a.wav b.wav\n\n{bad_line}\n")
     with pytest.raises(ListFileError, match=r"trials.txt:3: expected '1\|0 path path'"):
         read_trials(path)
+
+
+@pytest.mark.parametrize(
+    "path", ["../outside/a.wav", "id1/../../etc/passwd", "/etc/passwd", "id1\\..\\x.wav"]
+)
+def test_paths_that_leave_the_corpus_root_are_refused(tmp_path: Path, path: str) -> None:
+    trials = tmp_path / "trials.txt"
+    trials.write_text(f"1 a/x/1.wav a/y/2.wav\n0 a/x/1.wav {path}\n")
+    with pytest.raises(ListFileError, match=r"trials\.txt:2: .* is not a path inside the corpus"):
+        read_trials(trials)
+    split = tmp_path / "iden_split.txt"
+    split.write_text(f"1 {path}\n")
+    with pytest.raises(ListFileError, match=r"iden_split\.txt:1: .* not a path inside"):
+        read_iden_split(split)
+    normal = tmp_path / "normal.txt"
+    normal.write_text(f"id1 {path}\n")
+    with pytest.raises(ListFileError, match=r"normal\.txt:1: .* not a path inside"):
+        enhancement_lists.read(normal, "normal")
 
 
 def test_missing_and_empty_lists(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from speakerid.data.manifest import Utterance
+from speakerid.data.trials import check_inside, list_lines
 from speakerid.errors import ListFileError
 from speakerid.utils.io import atomic_open
 
@@ -78,27 +79,24 @@ def read(path: str | Path, kind: str) -> list[tuple]:
     if kind not in KINDS:
         raise ValueError(f"unknown list kind {kind!r}; choose from {sorted(KINDS)}")
     path = Path(path)
-    if not path.is_file():
-        raise ListFileError(f"{path}: {kind} list not found")
     lines: list[tuple] = []
-    with open(path) as f:
-        for number, text in enumerate(f, start=1):
-            fields = text.split()
-            if not fields:
-                continue
-            flag = {"test": 0, "distribution": 3}.get(kind)
-            if len(fields) != KINDS[kind] or (flag is not None and fields[flag] not in ("0", "1")):
-                raise ListFileError(
-                    f"{path}:{number}: not a {kind} line ({_FORMS[kind]}): {text.strip()[:80]!r}"
-                )
-            if flag is not None:
-                fields[flag] = int(fields[flag])
-            lines.append(tuple(fields))
+    for number, fields, text in list_lines(path, f"{kind} list"):
+        flag = {"test": 0, "distribution": 3}.get(kind)
+        if len(fields) != KINDS[kind] or (flag is not None and fields[flag] not in ("0", "1")):
+            raise ListFileError(
+                f"{path}:{number}: not a {kind} line ({_FORMS[kind]}): {text.strip()[:80]!r}"
+            )
+        if flag is not None:
+            fields[flag] = int(fields[flag])
+        for i in _PATHS[kind]:
+            check_inside(fields[i], path, number)
+        lines.append(tuple(fields))
     if not lines:
         raise ListFileError(f"{path}: {kind} list is empty")
     return lines
 
 
+_PATHS = {"normal": (1,), "test": (1, 2), "triplet": (1,), "distribution": (1, 2)}
 _FORMS = {
     "normal": "spk path",
     "test": "1|0 path path",

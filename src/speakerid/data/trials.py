@@ -3,7 +3,7 @@ line-numbered errors; trials also generated with a seed."""
 
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 import numpy as np
@@ -21,22 +21,45 @@ class Trial(NamedTuple):
     line: int = 0
 
 
+def check_inside(path: str, source: Path, number: int) -> str:
+    """A list's path, refused when it could leave the corpus root (absolute, or with ``..``)."""
+    parts = PurePosixPath(path).parts
+    if PurePosixPath(path).is_absolute() or ".." in parts or "\\" in path:
+        raise ListFileError(
+            f"{source}:{number}: {path!r} is not a path inside the corpus root "
+            "(absolute paths and '..' are refused)"
+        )
+    return path
+
+
+def list_lines(path: Path, what: str) -> list[tuple[int, list[str], str]]:
+    """``(line number, fields, text)`` of each non-blank line of a list file.
+
+    Raises:
+        ListFileError: the file is missing or is not UTF-8 text.
+    """
+    if not path.is_file():
+        raise ListFileError(f"{path}: {what} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        reason = f"{err.reason} at byte {err.start}"
+        raise ListFileError(f"{path}: {what} is not UTF-8 text ({reason})") from None
+    lines = [(n, line.split(), line) for n, line in enumerate(text.split("\n"), start=1)]
+    return [(n, fields, line) for n, fields, line in lines if fields]
+
+
 def read_trials(path: str | Path) -> list[Trial]:
     """Parse a VoxCeleb-style trial list ("1 id10270/x/00001.wav id10271/y/00002.wav")."""
     path = Path(path)
-    if not path.is_file():
-        raise ListFileError(f"{path}: trial list not found")
     trials: list[Trial] = []
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3 or fields[0] not in ("0", "1"):
-                raise ListFileError(
-                    f"{path}:{number}: expected '1|0 path path', got {line.strip()[:80]!r}"
-                )
-            trials.append(Trial(int(fields[0]), fields[1], fields[2], number))
+    for number, fields, line in list_lines(path, "trial list"):
+        if len(fields) != 3 or fields[0] not in ("0", "1"):
+            raise ListFileError(
+                f"{path}:{number}: expected '1|0 path path', got {line.strip()[:80]!r}"
+            )
+        enroll, test = (check_inside(f, path, number) for f in fields[1:])
+        trials.append(Trial(int(fields[0]), enroll, test, number))
     if not trials:
         raise ListFileError(f"{path}: trial list is empty")
     return trials
@@ -46,19 +69,13 @@ def read_iden_split(path: str | Path) -> dict[str, int]:
     """Parse a VoxCeleb ``iden_split.txt`` ("3 id10001/1zcIwhmdeo4/00001.wav"): path -> split,
     where 1 = train, 2 = validation, 3 = test."""
     path = Path(path)
-    if not path.is_file():
-        raise ListFileError(f"{path}: identification split list not found")
     splits: dict[str, int] = {}
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or fields[0] not in ("1", "2", "3"):
-                raise ListFileError(
-                    f"{path}:{number}: expected '1|2|3 path', got {line.strip()[:80]!r}"
-                )
-            splits[fields[1]] = int(fields[0])
+    for number, fields, line in list_lines(path, "identification split list"):
+        if len(fields) != 2 or fields[0] not in ("1", "2", "3"):
+            raise ListFileError(
+                f"{path}:{number}: expected '1|2|3 path', got {line.strip()[:80]!r}"
+            )
+        splits[check_inside(fields[1], path, number)] = int(fields[0])
     if not splits:
         raise ListFileError(f"{path}: identification split list is empty")
     return splits

@@ -1,7 +1,12 @@
-"""Ending logger runs: W&B keeps one global run per process, so a second run in the same process
-(a Hydra multirun with the basic launcher, a test session) would silently log into the first."""
+"""Logger helpers: W&B that picks online/offline by itself and groups multiruns, the code
+version every run records, and closing runs (W&B keeps one global run per process, so a second run
+in the same process — a basic-launcher multirun, a test session — would log into the first)."""
 
+import functools
+import os
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from lightning.pytorch.loggers import Logger, WandbLogger
 
@@ -12,3 +17,57 @@ def close_loggers(loggers: Sequence[Logger]) -> None:
         logger.save()
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger._experiment.finish()
+
+
+def wandb_configured() -> bool:
+    """Whether a W&B key is at hand (``WANDB_API_KEY`` or a ``wandb login`` netrc entry)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def multirun_group() -> str | None:
+    """The Hydra multirun's folder name when running inside one (one W&B group per sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return f"{HydraConfig.get().job.name}-{Path(HydraConfig.get().sweep.dir).name}"
+
+
+def wandb_logger(offline: bool | str = "auto", group: str | None = "auto", **kwargs) -> WandbLogger:
+    """A WandbLogger that never hangs without a network.
+
+    Args:
+        offline: ``auto`` streams when a key is configured (:func:`wandb_configured`) and logs
+            offline otherwise (``wandb sync`` uploads later); True/False force it.
+        group: ``auto`` puts every run of a Hydra multirun in one group named after the sweep.
+        kwargs: the rest of :class:`~lightning.pytorch.loggers.WandbLogger`'s arguments.
+    """
+    if offline == "auto":
+        offline = not wandb_configured()
+    if group == "auto":
+        group = multirun_group()
+    return WandbLogger(offline=bool(offline), group=group, **kwargs)
+
+
+def code_version() -> dict:
+    """The package version and, in a git checkout, the commit and whether it has local changes."""
+    from speakerid import __version__
+
+    root = Path(__file__).resolve().parents[3]
+    info: dict = {"version": __version__}
+    try:
+        run = functools.partial(subprocess.run, cwd=root, capture_output=True, text=True, timeout=5)
+        commit = run(["git", "rev-parse", "HEAD"])
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+            info["git_dirty"] = bool(run(["git", "status", "--porcelain"]).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
