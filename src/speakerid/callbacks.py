@@ -30,3 +30,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         with atomic_path(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+class TrackTrainingBatches(L.Callback):
+    """Tells a resumable training loader how many batches of the epoch the loop has finished, so
+    a checkpoint records the loop's position, not the prefetching loader's."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loader = trainer.train_dataloader
+        if hasattr(loader, "finished_batches"):
+            loader.finished_batches = batch_idx + 1

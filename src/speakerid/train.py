@@ -1,6 +1,7 @@
 """``speakerid-train``: instantiate data, system, trainer from ``conf/train.yaml``; fit; test."""
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -9,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from speakerid.callbacks import AtomicCheckpointIO, ConfigInCheckpoint
+from speakerid.callbacks import AtomicCheckpointIO, ConfigInCheckpoint, TrackTrainingBatches
 from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
 from speakerid.errors import ConfigError
 from speakerid.inference import save_thresholds
@@ -24,6 +25,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.test and cfg.test_ckpt not in ("best", "last"):
         raise ConfigError(f"test_ckpt must be 'best' or 'last', got {cfg.test_ckpt!r}")
     L.seed_everything(cfg.seed, workers=True)
+    # the data module restores the training loader's position itself (speakerid.data.samplers)
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
     torch.set_flush_denormal(True)  # CPU training can stall on denormal floats otherwise
     datamodule = instantiate(cfg.data)
     system = instantiate(cfg.system)
@@ -46,7 +49,7 @@ def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
     checkpoint files, and loggers, which get the resolved config as hyperparameters."""
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks.append(ConfigInCheckpoint(resolved))
+    callbacks += [ConfigInCheckpoint(resolved), TrackTrainingBatches()]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
     resolved = {**resolved, "code": code_version()}  # what the loggers record
     trainer: L.Trainer = instantiate(

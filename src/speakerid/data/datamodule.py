@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from speakerid.data.datasets import CropDataset, MultiCropDataset, UtteranceDataset, collate
 from speakerid.data.manifest import Manifest, Utterance
+from speakerid.data.samplers import ResumableLoader, ResumableSampler
 from speakerid.data.trials import Trial, make_trials, read_iden_split, read_trials
 from speakerid.errors import ConfigError, ListFileError
 
@@ -199,6 +200,8 @@ class SpeakerDataModule(L.LightningDataModule):
         self.augment = augment
         self.iden_split = iden_split
         self.iden_test_rows: list[Utterance] = []  # split 3 of the training speakers
+        self._train_loader: ResumableLoader | None = None
+        self._resume_position: dict | None = None
         self.manifest: Manifest | None = None
         self.speakers: list[str] = []  # training class i is speakers[i]
         self.train_rows: list[Utterance] = []
@@ -273,16 +276,28 @@ class SpeakerDataModule(L.LightningDataModule):
             self.sample_rate,
             self.augment,
         )
-        return DataLoader(
+        drop_last = len(dataset) > self.batch_size
+        self._train_loader = ResumableLoader(
             dataset,
+            ResumableSampler(len(dataset), seed=torch.initial_seed(), drop_last=drop_last),
             batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=len(dataset) > self.batch_size,
+            drop_last=drop_last,
             num_workers=self.num_workers,
             collate_fn=collate,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
+        if self._resume_position:
+            self._train_loader.resume_at(self._resume_position)
+            self._resume_position = None
+        return self._train_loader
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: the training loader's position (exact mid-epoch resumption)."""
+        return {"train_position": self._train_loader.position()} if self._train_loader else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_position = state.get("train_position")
 
     def _eval_loader(self, trials: TrialSet | None) -> DataLoader:
         if trials is None:

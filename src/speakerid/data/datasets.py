@@ -24,9 +24,10 @@ class SpeakerBatch(NamedTuple):
 class CropDataset(Dataset):
     """Random fixed-length crops for training; shorter files are repeated to fill the crop.
 
-    Offsets and augmentation draws come from torch's RNG, which the DataLoader seeds per worker
-    from the global seed, so crops are reproducible under ``seed_everything`` and differ between
-    workers.
+    Items are ``(index, seed)`` pairs from a :class:`~speakerid.data.samplers.ResumableSampler`:
+    the crop offset and the augmentation come from that seed alone, so they depend neither on the
+    worker nor on what came before (exact resumption). A plain integer index draws its seed from
+    torch's worker-seeded RNG instead.
 
     Args:
         paths: audio files.
@@ -56,15 +57,19 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[np.ndarray, int, int]:
+        if isinstance(item, tuple):  # (index, seed) from a ResumableSampler
+            index, rng = item[0], np.random.default_rng(item[1])
+        else:  # a plain sampler: draws from torch's (worker-seeded) RNG
+            index, rng = item, np.random.default_rng(int(torch.randint(2**62, ())))
         total = int(self.num_samples[index])
         if total >= self.crop_samples:
-            start = int(torch.randint(total - self.crop_samples + 1, ()))
+            start = int(rng.integers(total - self.crop_samples + 1))
             wav = read_audio(self.paths[index], self.sample_rate, start, self.crop_samples)
         else:
             wav = np.resize(read_audio(self.paths[index], self.sample_rate), self.crop_samples)
         if self.augment is not None:
-            wav = self.augment(wav, np.random.default_rng(int(torch.randint(2**62, ()))))
+            wav = self.augment(wav, rng)
         return wav, int(self.labels[index]), index
 
 

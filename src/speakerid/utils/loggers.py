@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
 
 def close_loggers(loggers: Sequence[Logger]) -> None:
@@ -71,3 +71,15 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return info
+
+
+def csv_logger(save_dir: str, name: str = "csv", version: str = "", **kwargs) -> CSVLogger:
+    """Lightning's CSVLogger, except that a resumed run keeps the earlier ``metrics.csv``
+    (renamed ``metrics.1.csv``, ``metrics.2.csv``, ...) instead of having it deleted."""
+    folder = Path(save_dir) / name / str(version)
+    if (folder / "metrics.csv").is_file():
+        n = 1
+        while (folder / f"metrics.{n}.csv").exists():
+            n += 1
+        (folder / "metrics.csv").rename(folder / f"metrics.{n}.csv")
+    return CSVLogger(save_dir, name=name, version=version, **kwargs)
