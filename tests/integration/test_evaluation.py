@@ -227,3 +227,32 @@ def test_classifier_identification_on_the_iden_split(tiny_data_dir: Path, tmp_pa
     # 5 classes; their split-3 files (the last of 2 sessions: 3 of 6 utterances each)
     assert ident["classes"] == 5 and ident["test_utterances"] == 5 * 3
     assert 0.0 <= ident["top1"] <= ident["top5"] == 1.0  # 5 classes: top-5 always hits
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_matches_pytorch(
+    trained: tuple[Path, dict], tmp_path: Path, tiny_corpus, fmt: str
+) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    from speakerid.export import export
+
+    ckpt, _ = trained
+    report = export(
+        compose_config("export", [f"ckpt_path={ckpt}", f"format={fmt}", f"output_dir={tmp_path}"])
+    )
+    assert report["parity_ok"] and max(report["parity_max_abs_diff"].values()) <= 1e-4
+    assert json.loads(Path(f"{report['file']}.json").read_text())["format"] == fmt
+    if fmt == "torchscript":  # the file alone embeds a real utterance like the checkpoint does
+        import torch
+
+        from speakerid.inference import embed_files, load_system
+
+        system, _, _ = load_system(ckpt)
+        wav_path = tiny_corpus.manifest().audio_path(tiny_corpus.manifest()[0])
+        wav, _ = sf.read(wav_path, dtype="float32")
+        exported = torch.jit.load(report["file"])(torch.from_numpy(wav)[None])
+        expected = embed_files(system, [wav_path], 16000)
+        torch.testing.assert_close(
+            torch.nn.functional.normalize(exported, dim=1), expected, atol=1e-4, rtol=0
+        )

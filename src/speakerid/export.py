@@ -1,0 +1,134 @@
+"""``speakerid-export ckpt_path=... format=torchscript|onnx``: a deployable embedding model.
+
+The exported model is the front end plus the backbone, ``wav (B,S) float32 at the training
+sample rate -> embeddings (B,D)``, with the utterance length dynamic (all B utterances of one
+length; one at a time is the usual use). Before anything is reported done, the export is run on
+utterances of several lengths and compared with the eager PyTorch model; the figures go into
+``export.json`` next to the model, and a mismatch above ``tolerance`` is an error.
+"""
+
+import logging
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
+from speakerid.errors import ConfigError
+from speakerid.inference import load_system
+from speakerid.utils.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+FORMATS = {"torchscript": "pt", "onnx": "onnx"}
+
+
+class EmbeddingModel(nn.Module):
+    """Front end + backbone for whole utterances: ``(B,S) -> (B,D)``."""
+
+    def __init__(self, features: nn.Module, backbone: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+        self.backbone = backbone
+
+    def forward(self, wav: Tensor) -> Tensor:
+        lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
+        feats, frames = self.features(wav, lengths)
+        return self.backbone(feats, frames)
+
+
+def _export_torchscript(model: nn.Module, example: Tensor, path: Path):
+    traced = torch.jit.trace(model, example, check_trace=False)
+    with atomic_path(path) as tmp:
+        traced.save(str(tmp))
+    loaded = torch.jit.load(str(path), map_location="cpu")
+    return lambda wav: loaded(torch.from_numpy(wav)).numpy()
+
+
+def _export_onnx(model: nn.Module, example: Tensor, path: Path, sample_rate: int):
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError(
+            "format=onnx needs onnx, onnxscript and onnxruntime: pip install 'speakerid[export]'"
+        ) from None
+    samples = torch.export.Dim("samples", min=sample_rate // 10, max=sample_rate * 3600)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(
+            model,
+            (example,),
+            str(tmp),
+            dynamo=True,
+            input_names=["wav"],
+            output_names=["embedding"],
+            dynamic_shapes=({1: samples},),
+            verbose=False,
+        )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda wav: session.run(None, {"wav": wav})[0]
+
+
+@torch.inference_mode()
+def export(cfg: DictConfig) -> dict:
+    """Export, check parity, write ``export.json``; return the report."""
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format must be one of {sorted(FORMATS)}, got {cfg.format!r}")
+    system, run_cfg, _ = load_system(cfg.ckpt_path)
+    model = EmbeddingModel(system.features, system.backbone).eval()
+    rate = int(run_cfg.data.sample_rate)
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path(cfg.ckpt_path).resolve().parent
+    path = out_dir / f"{Path(cfg.ckpt_path).stem}.{FORMATS[cfg.format]}"
+    generator = torch.Generator().manual_seed(0)
+    example = 0.1 * torch.randn(1, int(2.0 * rate), generator=generator)
+    try:
+        if cfg.format == "torchscript":
+            run = _export_torchscript(model, example, path)
+        else:
+            with torch.inference_mode(False):
+                run = _export_onnx(model, example, path, rate)
+    except ConfigError:
+        raise
+    except Exception as err:  # tracing/export failures of a backbone: say which and why
+        raise ConfigError(
+            f"{type(system.backbone).__name__} could not be exported to {cfg.format}: "
+            f"{type(err).__name__}: {str(err)[:300]}"
+        ) from None
+    parity = {}
+    for seconds in cfg.parity_seconds:
+        wav = 0.1 * torch.randn(1, int(seconds * rate), generator=generator)
+        parity[f"{seconds:g} s"] = float(np.abs(run(wav.numpy()) - model(wav).numpy()).max())
+    worst = max(parity.values())
+    report = {
+        "format": cfg.format,
+        "file": str(path),
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "backbone": type(system.backbone).__name__,
+        "input": f"wav (batch, samples) float32 at {rate} Hz, samples dynamic",
+        "output": f"embedding (batch, {model(example).shape[1]})",
+        "parity_max_abs_diff": parity,
+        "tolerance": cfg.tolerance,
+        "parity_ok": worst <= cfg.tolerance,
+    }
+    write_json(out_dir / f"{path.name}.json", report)
+    if worst > cfg.tolerance:
+        raise ConfigError(
+            f"{path}: exported model differs from PyTorch by {worst:.2e} > {cfg.tolerance:g}"
+            f" (see {path.name}.json)"
+        )
+    log.info("Exported %s (parity %.1e)", path, worst)
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
+@report_user_errors
+def main(cfg: DictConfig) -> None:
+    quiet_environment()
+    report = export(cfg)
+    rows = {"file": report["file"], **report["parity_max_abs_diff"]}
+    print_results(f"speakerid-export ({report['format']})", rows)
+
+
+if __name__ == "__main__":
+    main()
