@@ -6,7 +6,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval embed enhance prepare docs baseline test test-all lint format sweep bench clean clean-data
+.PHONY: help install train eval embed enhance export prepare docs baseline test test-all lint format sweep bench clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ embed: install ## Embed a corpus into a resumable store: ARGS="ckpt_path=... out
 
 enhance: install ## Train an embedding enhancer: ARGS="data.store=data/embeddings/NAME experiment=enhance_mse"
 	$(VENV)/bin/speakerid-enhance $(ARGS)
+
+export: install ## Export a checkpoint (front end + backbone): ARGS="ckpt_path=... format=torchscript|onnx"
+	$(VENV)/bin/speakerid-export $(ARGS)
 
 prepare: install ## Build the synthetic corpus, or check a real one (ARGS="corpus=voxceleb corpus.root=...")
 	$(VENV)/bin/speakerid-prepare $(ARGS)

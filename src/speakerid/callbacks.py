@@ -1,6 +1,7 @@
 """Lightning callbacks and plugins of the platform."""
 
 import lightning as L
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from speakerid.utils.io import atomic_path
@@ -21,6 +22,9 @@ class ConfigInCheckpoint(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
     ) -> None:
         checkpoint["speakerid"] = {"config": self.config, **self.code}
+        for logger in trainer.loggers:  # a resumed run continues the same W&B run
+            if isinstance(logger, WandbLogger) and logger._experiment is not None:
+                checkpoint["speakerid"]["wandb_id"] = logger.version
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

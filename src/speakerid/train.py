@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from speakerid.callbacks import AtomicCheckpointIO, ConfigInCheckpoint, TrackTrainingBatches
 from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
 from speakerid.errors import ConfigError
-from speakerid.inference import save_thresholds
+from speakerid.inference import load_checkpoint, save_thresholds
 from speakerid.utils.io import write_json
 from speakerid.utils.loggers import close_loggers, code_version
 
@@ -50,7 +50,8 @@ def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks += [ConfigInCheckpoint(resolved), TrackTrainingBatches()]
-    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
+    resumed_wandb = _stored_wandb_id(cfg.get("ckpt_path"))
+    loggers = [_logger(c, resumed_wandb) for c in (cfg.logger or {}).values() if c is not None]
     resolved = {**resolved, "code": code_version()}  # what the loggers record
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
@@ -58,6 +59,19 @@ def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
     for lg in loggers:
         lg.log_hyperparams(resolved)
     return trainer, loggers
+
+
+def _logger(node: DictConfig, wandb_id: str | None):
+    """Instantiate a logger; a W&B one continues the run ``wandb_id`` when resuming."""
+    resume = {"id": wandb_id, "resume": "allow"} if wandb_id and "wandb" in node._target_ else {}
+    return instantiate(node, **resume)
+
+
+def _stored_wandb_id(ckpt_path: str | None) -> str | None:
+    """The W&B run a checkpoint was logged to, to resume it (None: not resuming or none)."""
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return None
+    return load_checkpoint(ckpt_path)["speakerid"].get("wandb_id")
 
 
 def _test_checkpoint(trainer: L.Trainer, choice: str) -> str | None:

@@ -96,9 +96,14 @@ def _head_inputs(head: torch.nn.Module, speakers: torch.Tensor, dim: int, classe
 def test_enhancer_and_head_train_one_step(enhancer: str, loss: str) -> None:
     cfg = compose_config(
         "enhance",
-        ["data.store=x", "data.embed_dim=16", "data.num_speakers=5", f"model/enhancer={enhancer}",
-         f"loss={loss}"],
-    )  # fmt: skip
+        [
+            "data.store=x",
+            "data.embed_dim=16",
+            "data.num_speakers=5",
+            f"model/enhancer={enhancer}",
+            f"loss={loss}",
+        ],
+    )
     system = instantiate(cfg.system)
     x = torch.nn.functional.normalize(torch.randn(12, 16), dim=1)
     speakers = torch.arange(12) % 3  # several utterances and two sessions per speaker

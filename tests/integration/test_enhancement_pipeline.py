@@ -81,28 +81,40 @@ def test_embed_from_a_speechbrain_folder(tiny_data_dir: Path, tmp_path: Path) ->
 
     folder = tmp_path / "sb"
     folder.mkdir()
-    settings = dict(channels=[16, 16, 16, 16, 48], kernel_sizes=[5, 3, 3, 3, 1],
-                    dilations=[1, 2, 3, 4, 1], attention_channels=8, lin_neurons=12)  # fmt: skip
+    settings = dict(
+        channels=[16, 16, 16, 16, 48],
+        kernel_sizes=[5, 3, 3, 3, 1],
+        dilations=[1, 2, 3, 4, 1],
+        attention_channels=8,
+        lin_neurons=12,
+    )
     torch.save(ECAPA_TDNN(24, **settings).state_dict(), folder / "embedding_model.ckpt")
     (folder / "hyperparams.yaml").write_text(
         "pretrained_path: speechbrain/spkrec-ecapa-voxceleb\n"
         "features: !new:speechbrain.lobes.features.Fbank {n_mels: 24}\n"
         "norm: !new:speechbrain.processing.features.InputNormalization {norm_type: sentence}\n"
         "model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN\n"
-        "  input_size: 24\n" + "".join(f"  {k}: {v}\n" for k, v in settings.items()) +
-        "modules: {compute_features: !ref <features>, mean_var_norm: !ref <norm>,"
+        "  input_size: 24\n"
+        + "".join(f"  {k}: {v}\n" for k, v in settings.items())
+        + "modules: {compute_features: !ref <features>, mean_var_norm: !ref <norm>,"
         " embedding_model: !ref <model>}\n"
         "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer\n"
         "  loadables: {embedding_model: !ref <model>}\n"
         "  paths: {embedding_model: !ref <pretrained_path>/embedding_model.ckpt}\n"
-    )  # fmt: skip
+    )
     before = sorted(p.name for p in folder.iterdir())
     overrides = [o for o in tiny_overrides(tiny_data_dir, tmp_path) if "num_workers" not in o]
     cfg = compose_config(
         "embed",
-        ["data=synthetic", *overrides, f"pretrained={folder}", f"output={tmp_path}/store",
-         "crops=0", "num_workers=0"],
-    )  # fmt: skip
+        [
+            "data=synthetic",
+            *overrides,
+            f"pretrained={folder}",
+            f"output={tmp_path}/store",
+            "crops=0",
+            "num_workers=0",
+        ],
+    )
     store = embed(cfg)
     assert store.array.shape[1:] == (1, 12) and store.meta["source"].startswith("speechbrain:")
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing written into the model

@@ -194,18 +194,25 @@ def test_identify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path) -> No
         queries.append(str(folder / "a.wav"))
     out = tmp_path / "labels.tsv"
     results = identify(
-        [*queries, f"ckpt_path={ckpt}", f"enrol_dir={tmp_path / 'enrol'}", "threshold=null",
-         f"output={out}"]
-    )  # fmt: skip
+        [
+            *queries,
+            f"ckpt_path={ckpt}",
+            f"enrol_dir={tmp_path / 'enrol'}",
+            "threshold=null",
+            f"output={out}",
+        ]
+    )
     # one file per speaker: each enrolment file is its own speaker model, score 1
     assert [speaker for _, speaker, _ in results] == speakers
     assert all(score == pytest.approx(1.0, abs=1e-5) for _, _, score in results)
     assert out.read_text().splitlines()[0] == "file\tspeaker\tscore"
-    rejected = identify([queries[0], f"ckpt_path={ckpt}", f"enrol_dir={tmp_path}/enrol",
-                         "threshold=1.5"])  # fmt: skip
+    rejected = identify(
+        [queries[0], f"ckpt_path={ckpt}", f"enrol_dir={tmp_path}/enrol", "threshold=1.5"]
+    )
     assert rejected[0][1] == "unknown"
-    folder_query = identify([str(tmp_path / "enrol"), f"ckpt_path={ckpt}",
-                             f"enrol_dir={tmp_path}/enrol"])  # fmt: skip
+    folder_query = identify(
+        [str(tmp_path / "enrol"), f"ckpt_path={ckpt}", f"enrol_dir={tmp_path}/enrol"]
+    )
     assert len(folder_query) == 3  # a folder expands to its audio files
     (tmp_path / "enrol" / "nobody").mkdir()
     with pytest.raises(ConfigError, match="nobody: no audio files"):

@@ -13,8 +13,25 @@ from speakerid.data.corpora import VoxCelebCorpus
 from speakerid.data.trials import read_iden_split, read_trials
 from speakerid.errors import CorpusError, ListFileError
 
-TOKENS = ["0", "1", "2", "-1", "id10001/session01/00001.wav", "../x.wav", "/abs.wav", "wav",
-          "id1\\x.wav", "ünïcödé", "1.5", "", "\t", "nan", "🙂", "a b", "\x00"]  # fmt: skip
+TOKENS = [
+    "0",
+    "1",
+    "2",
+    "-1",
+    "id10001/session01/00001.wav",
+    "../x.wav",
+    "/abs.wav",
+    "wav",
+    "id1\\x.wav",
+    "ünïcödé",
+    "1.5",
+    "",
+    "\t",
+    "nan",
+    "🙂",
+    "a b",
+    "\x00",
+]
 
 
 def _random_audio_bytes(rng: random.Random) -> bytes:

@@ -5,6 +5,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import wandb
 from tests.conftest import tiny_train_config
 
 from speakerid.data.samplers import ResumableLoader, ResumableSampler
@@ -44,7 +45,7 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(
     full = train(tiny_train_config(tiny_data_dir, tmp_path / "full", *EVERY_2_STEPS))
 
     run = tmp_path / "killed"
-    cfg = tiny_train_config(tiny_data_dir, run, *EVERY_2_STEPS)
+    cfg = tiny_train_config(tiny_data_dir, run, *EVERY_2_STEPS, "logger=[csv,wandb]")
     original = L.Trainer.__init__
 
     def with_killer(self, *args, callbacks=(), **kwargs):
@@ -54,6 +55,7 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(
     with pytest.raises(Killed):
         train(cfg)
     monkeypatch.undo()
+    wandb.finish()  # the process would have died with the run
     saved = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert saved["global_step"] == 4 and saved["epoch"] == 0  # mid-epoch (7 batches per epoch)
 
@@ -67,7 +69,10 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(
     )
     for key in ("val/eer", "val/min_dcf", "test/eer", "test/min_dcf", "train/loss"):
         assert resumed[key] == full[key], key  # exactly
-    # the CSV log of the killed part is kept beside the resumed part's
+    # the resumed part logs to the same W&B run; the CSV log of the killed part is kept
+    wandb_id = load_checkpoint(run / "checkpoints" / "last.ckpt")["speakerid"]["wandb_id"]
+    assert wandb_id == saved["speakerid"]["wandb_id"]
+    assert len(list((run / "wandb").glob(f"offline-run-*-{wandb_id}"))) == 2
     assert (run / "csv" / "metrics.1.csv").is_file() and (run / "csv" / "metrics.csv").is_file()
     for name, value in _weights(tmp_path / "full" / "checkpoints" / "last.ckpt").items():
         torch.testing.assert_close(

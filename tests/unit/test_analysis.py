@@ -39,8 +39,10 @@ def test_topk_accuracy_matches_a_loop() -> None:
     torch.manual_seed(0)
     scores, labels = torch.randn(50, 8), torch.randint(0, 8, (50,))
     for k, value in topk_accuracy(scores, labels, (1, 3, 5)).items():
-        hits = [int(label) in row.argsort(descending=True)[:k].tolist() for row, label in
-                zip(scores, labels, strict=True)]  # fmt: skip
+        hits = [
+            int(label) in row.argsort(descending=True)[:k].tolist()
+            for row, label in zip(scores, labels, strict=True)
+        ]
         assert value == pytest.approx(sum(hits) / len(hits))
 
 

@@ -136,10 +136,17 @@ def test_speaker_targets_b_and_c_against_loops() -> None:
 
 def _rows(speakers: int = 3, per_speaker: int = 6, sessions: int = 2) -> list[Utterance]:
     return [
-        Utterance(f"id{s}/s{u % sessions}/{u:05d}", f"wav/id{s}/s{u % sessions}/{u:05d}.flac",
-                  f"id{s}", f"s{u % sessions}", 16000, 16000)
-        for s in range(speakers) for u in range(per_speaker)
-    ]  # fmt: skip
+        Utterance(
+            f"id{s}/s{u % sessions}/{u:05d}",
+            f"wav/id{s}/s{u % sessions}/{u:05d}.flac",
+            f"id{s}",
+            f"s{u % sessions}",
+            16000,
+            16000,
+        )
+        for s in range(speakers)
+        for u in range(per_speaker)
+    ]
 
 
 def test_list_generators_follow_the_formats(tmp_path) -> None:

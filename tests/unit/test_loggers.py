@@ -30,3 +30,14 @@ def test_no_group_outside_a_multirun() -> None:
 def test_code_version_names_the_commit() -> None:
     info = code_version()
     assert re.fullmatch(r"[0-9a-f]{40}", info["git_commit"]) and isinstance(info["git_dirty"], bool)
+
+
+def test_a_key_without_a_network_logs_offline(tmp_path: Path, monkeypatch) -> None:
+    import socket
+
+    def unreachable(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    assert wandb_logger(save_dir=str(tmp_path))._offline

@@ -259,8 +259,9 @@ def clustering(embeddings: Tensor, labels: Tensor, cfg: DictConfig) -> dict[str,
     if k_given is None and set(cfg.methods) - {"label_propagation"}:  # one k for every method
         k_given = choose_k(x, cfg.k_selection, cfg.max_k, cfg.neighbours)
     for method in cfg.methods:
-        predicted, k = cluster(x, method, k_given, max_k=cfg.max_k, neighbours=cfg.neighbours,
-                               seed=cfg.seed)  # fmt: skip
+        predicted, k = cluster(
+            x, method, k_given, max_k=cfg.max_k, neighbours=cfg.neighbours, seed=cfg.seed
+        )
         chosen_by = "given" if cfg.k is not None else cfg.k_selection
         report[method] = {
             **clustering_scores(truth, predicted),

@@ -222,9 +222,12 @@ class SpeakerDataModule(L.LightningDataModule):
             held_out = {u.speaker for u in self.test_trials.utterances}
         dev = [s for s in self.manifest.speakers if s not in held_out]
         self.speakers, val = split_speakers(
-            dev, self.val_speakers, self.num_speakers if stage in (None, "fit") else None,
-            self.seed, self.manifest.root,
-        )  # fmt: skip
+            dev,
+            self.val_speakers,
+            self.num_speakers if stage in (None, "fit") else None,
+            self.seed,
+            self.manifest.root,
+        )
         label = {s: i for i, s in enumerate(self.speakers)}
         self.train_rows = [u for u in self.manifest if u.speaker in label]
         if self.iden_split:

@@ -179,16 +179,21 @@ class EmbeddingDataModule(L.LightningDataModule):
         dev_rows = [r for r in candidates if store.speakers[r] not in held_out]
         dev = sorted({store.speakers[r] for r in dev_rows})
         self.speakers, val = split_speakers(
-            dev, self.val_speakers, self.num_speakers if stage in (None, "fit") else None,
-            self.seed, store.root,
-        )  # fmt: skip
+            dev,
+            self.val_speakers,
+            self.num_speakers if stage in (None, "fit") else None,
+            self.seed,
+            store.root,
+        )
         label = {s: i for i, s in enumerate(self.speakers)}
         self.train_rows = torch.tensor([r for r in dev_rows if store.speakers[r] in label])
         speakers = torch.tensor([label[store.speakers[r]] for r in self.train_rows.tolist()])
         self.targets = speaker_targets(
-            store.array[self.train_rows.numpy()], speakers.numpy(), len(self.speakers),
+            store.array[self.train_rows.numpy()],
+            speakers.numpy(),
+            len(self.speakers),
             self.target_type,
-        )  # fmt: skip
+        )
         session_index: dict[tuple[str, str], int] = {}
         sessions = torch.tensor(
             [

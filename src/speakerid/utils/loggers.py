@@ -3,12 +3,16 @@ version every run records, and closing runs (W&B keeps one global run per proces
 in the same process — a basic-launcher multirun, a test session — would log into the first)."""
 
 import functools
+import logging
 import os
+import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+
+log = logging.getLogger(__name__)
 
 
 def close_loggers(loggers: Sequence[Logger]) -> None:
@@ -27,6 +31,17 @@ def wandb_configured() -> bool:
     try:
         return "api.wandb.ai" in netrc.read_text()
     except OSError:
+        return False
+
+
+def wandb_reachable(timeout: float = 3.0) -> bool:
+    """Whether the W&B server answers a TCP connection within ``timeout`` seconds."""
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        socket.create_connection((host.split(":")[0], 443), timeout=timeout).close()
+        return True
+    except OSError:
+        log.warning("W&B server %s not reachable: logging offline (`wandb sync` later)", host)
         return False
 
 
@@ -50,7 +65,7 @@ def wandb_logger(offline: bool | str = "auto", group: str | None = "auto", **kwa
         kwargs: the rest of :class:`~lightning.pytorch.loggers.WandbLogger`'s arguments.
     """
     if offline == "auto":
-        offline = not wandb_configured()
+        offline = not wandb_configured() or not wandb_reachable()
     if group == "auto":
         group = multirun_group()
     return WandbLogger(offline=bool(offline), group=group, **kwargs)

@@ -1,0 +1,42 @@
+"""Nothing is written outside the run folder and the data folder."""
+
+from pathlib import Path
+
+from tests.conftest import compose_config, tiny_train_config
+
+from speakerid.evaluate import evaluate
+from speakerid.train import train
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def test_train_and_eval_write_only_into_their_folders(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    home, cwd, run = tmp_path / "home", tmp_path / "cwd", tmp_path / "run"
+    for folder in (home, cwd):
+        folder.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.chdir(cwd)
+    data_before = _files(tiny_data_dir)
+    train(tiny_train_config(tiny_data_dir, run, "logger=[csv,tensorboard,wandb]"))
+    evaluate(
+        compose_config(
+            "eval",
+            [
+                f"ckpt_path={run}/checkpoints/last.ckpt",
+                f"paths.output_dir={run}/eval",
+                "num_workers=0",
+                "evaluation.identification.enabled=false",
+                "evaluation.clustering.enabled=false",
+                "logger=[tensorboard]",
+            ],
+        )
+    )
+    assert _files(cwd) == set() and _files(home) == set()
+    assert _files(tiny_data_dir) == data_before  # the corpus and its cache are only read
+    assert (run / "eval.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
