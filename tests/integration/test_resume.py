@@ -64,6 +64,7 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(
             tiny_data_dir,
             run,
             *EVERY_2_STEPS,
+            "logger=[csv,wandb]",
             "ckpt_path=${paths.output_dir}/checkpoints/last.ckpt",
         )
     )

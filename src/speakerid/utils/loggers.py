@@ -55,6 +55,20 @@ def multirun_group() -> str | None:
     return f"{HydraConfig.get().job.name}-{Path(HydraConfig.get().sweep.dir).name}"
 
 
+_WANDB_DIRS = ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR")
+_USER_SET = {name for name in _WANDB_DIRS if name in os.environ}  # the user's own choices stay
+
+
+def _keep_wandb_files_in(folder: Path) -> None:
+    """Point W&B's cache, config, data and artifact folders into the run folder (by default they
+    are under ``~/.cache``, ``~/.config`` and ``~/.local``), unless the user chose them."""
+    for name in _WANDB_DIRS:
+        if name not in _USER_SET:
+            os.environ[name] = str(
+                folder / name.removeprefix("WANDB_").removesuffix("_DIR").lower()
+            )
+
+
 def wandb_logger(offline: bool | str = "auto", group: str | None = "auto", **kwargs) -> WandbLogger:
     """A WandbLogger that never hangs without a network.
 
@@ -64,6 +78,7 @@ def wandb_logger(offline: bool | str = "auto", group: str | None = "auto", **kwa
         group: ``auto`` puts every run of a Hydra multirun in one group named after the sweep.
         kwargs: the rest of :class:`~lightning.pytorch.loggers.WandbLogger`'s arguments.
     """
+    _keep_wandb_files_in(Path(kwargs.get("save_dir") or ".") / "wandb")
     if offline == "auto":
         offline = not wandb_configured() or not wandb_reachable()
     if group == "auto":
