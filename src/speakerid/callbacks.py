@@ -1,6 +1,10 @@
 """Lightning callbacks and plugins of the platform."""
 
+import random
+
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -44,3 +48,29 @@ class TrackTrainingBatches(L.Callback):
         loader = trainer.train_dataloader
         if hasattr(loader, "finished_batches"):
             loader.finished_batches = batch_idx + 1
+
+
+class RandomState(L.Callback):
+    """Saves the global random generators (Python, NumPy, torch, CUDA) in every checkpoint and
+    restores them on resume, so modules that draw from them (dropout, SpecAugment) continue as
+    an uninterrupted run would. Stored as plain lists and tensors (``weights_only`` loading)."""
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        state = {
+            "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+            "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])

@@ -10,7 +10,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from speakerid.callbacks import AtomicCheckpointIO, ConfigInCheckpoint, TrackTrainingBatches
+from speakerid.callbacks import (
+    AtomicCheckpointIO,
+    ConfigInCheckpoint,
+    RandomState,
+    TrackTrainingBatches,
+)
 from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, save_thresholds
@@ -49,7 +54,7 @@ def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
     checkpoint files, and loggers, which get the resolved config as hyperparameters."""
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks += [ConfigInCheckpoint(resolved), TrackTrainingBatches()]
+    callbacks += [ConfigInCheckpoint(resolved), TrackTrainingBatches(), RandomState()]
     resumed_wandb = _stored_wandb_id(cfg.get("ckpt_path"))
     loggers = [_logger(c, resumed_wandb) for c in (cfg.logger or {}).values() if c is not None]
     resolved = {**resolved, "code": code_version()}  # what the loggers record

@@ -44,3 +44,24 @@ def test_checkpoints_are_written_atomically(tmp_path: Path, monkeypatch) -> None
         io.save_checkpoint({"step": 2}, path)
     assert torch.load(path, weights_only=True) == {"step": 1}  # the previous one, intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temp file left
+
+
+def test_random_state_survives_a_checkpoint(tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    from speakerid.callbacks import RandomState
+
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    torch.save(RandomState().state_dict(), tmp_path / "state.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(9)
+    np.random.seed(9)
+    random.seed(9)
+    RandomState().load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
