@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
-from tests.conftest import compose_config, tiny_train_config
+from tests.conftest import TINY_MODEL, compose_config, tiny_overrides, tiny_train_config
 
 from speakerid.errors import ConfigError
 from speakerid.evaluate import evaluate, load_checkpoint
@@ -153,3 +153,31 @@ def test_each_run_in_a_process_gets_its_own_wandb_run(tmp_path: Path) -> None:
         close_loggers([logger])
     assert ids[0] != ids[1]
     assert list((tmp_path / "second" / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_a_two_run_sweep_writes_each_run_into_its_own_folder(
+    tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    overrides = [o for o in tiny_overrides(tiny_data_dir, tmp_path) if "output_dir" not in o]
+    overrides += [f"{k}={v}" for k, v in TINY_MODEL.items()]
+    run = subprocess.run(
+        [
+            BIN / "speakerid-train",
+            "-m",
+            "loss.margin=0.1,0.3",
+            "debug=fast_dev_run",
+            "callbacks.rich_progress_bar=null",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "CI": "true", "WANDB_MODE": "offline"},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    for job, margin in (("0", "0.1"), ("1", "0.3")):
+        folder = tmp_path / "sweep" / job
+        assert f"loss.margin={margin}" in (folder / ".hydra" / "overrides.yaml").read_text()
+        assert "train/loss" in json.loads((folder / "metrics.json").read_text())

@@ -41,3 +41,26 @@ def test_a_key_without_a_network_logs_offline(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     monkeypatch.setattr(socket, "create_connection", unreachable)
     assert wandb_logger(save_dir=str(tmp_path))._offline
+
+
+def test_every_run_of_a_multirun_shares_one_group(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from speakerid.cli import CONFIG_PATH
+
+    sweep = f"hydra.sweep.dir={tmp_path}/2026-11-21_06-00-00"
+    job = "hydra.job.name=train"  # as speakerid-train names it
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(CONFIG_PATH, version_base="1.3"):
+        multirun = compose("train", ["hydra.mode=MULTIRUN", sweep, job], return_hydra_config=True)
+        single = compose("train", [sweep], return_hydra_config=True)
+    try:
+        HydraConfig.instance().set_config(multirun)
+        assert multirun_group() == "train-2026-11-21_06-00-00"
+        logger = wandb_logger(offline=True, save_dir=str(tmp_path))
+        assert logger._wandb_init["group"] == "train-2026-11-21_06-00-00"
+    finally:
+        HydraConfig.instance().set_config(single)
+    assert multirun_group() is None
