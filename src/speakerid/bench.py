@@ -1,7 +1,9 @@
 """``make bench``: throughput of the hot paths beside naive references, written to bench.json.
 
+0. training data: crop + channel augmentation in 2 workers vs bare soundfile decoding;
 1. fbank: the batched front end vs torchaudio's Kaldi fbank called once per utterance;
 2. training: samples/s of the default recipe (CPU-sized ECAPA + AAM, 2 s crops), forward+backward;
+2b. embedding extraction in × real time: eager vs inference_mode, batched, TorchScript, ONNX;
 3. cosine scoring + EER + minDCF over 1 M synthetic trials vs a per-trial Python loop (timed on a
    sample and extrapolated);
 4. AS-norm + EER over the same trials vs per-trial cohort statistics.
@@ -9,8 +11,10 @@ Peak resident memory is reported for the whole run.
 """
 
 import argparse
+import logging
 import resource
 import time
+import warnings
 
 import torch
 from rich.console import Console
@@ -135,12 +139,120 @@ def bench_as_norm(
     }
 
 
+def bench_extraction(seconds: float = 4.0, count: int = 12, batch: int = 12) -> dict:
+    """Embedding extraction of the default recipe's model, in × real time: eager PyTorch (no_grad,
+    one utterance at a time) vs inference_mode, batched, TorchScript and ONNX Runtime."""
+    import tempfile
+
+    from speakerid.export import EmbeddingModel
+
+    torch.manual_seed(0)
+    backbone = EcapaTdnn(channels=128, embed_dim=128, attention_channels=64, se_channels=64)
+    model = EmbeddingModel(KaldiFbank(), backbone).eval()
+    wavs = 0.1 * torch.randn(count, int(16000 * seconds))
+    audio = count * seconds
+
+    def one_by_one(run) -> float:
+        return audio / _timed(lambda: [run(w[None]) for w in wavs], repeats=1)
+
+    def eager(wav):
+        with torch.no_grad():
+            return model(wav)
+
+    def inference(wav):
+        with torch.inference_mode():
+            return model(wav)
+
+    warnings.filterwarnings("ignore")  # tracing and exporter chatter
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    variants = {"eager, no_grad, 1 at a time": one_by_one(eager)}
+    variants["inference_mode, 1 at a time"] = one_by_one(inference)
+    variants[f"inference_mode, batch {batch}"] = audio / _timed(
+        lambda: [inference(wavs[i : i + batch]) for i in range(0, count, batch)], repeats=1
+    )
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        traced = torch.jit.trace(model, wavs[:1], check_trace=False)
+        variants["TorchScript, 1 at a time"] = one_by_one(traced)
+        try:
+            import onnxruntime
+
+            with torch.inference_mode(False):
+                torch.onnx.export(
+                    model,
+                    (wavs[:1],),
+                    f"{tmp}/m.onnx",
+                    dynamo=True,
+                    input_names=["wav"],
+                    dynamic_shapes=({1: torch.export.Dim("samples", min=1600, max=10**8)},),
+                    verbose=False,
+                )
+            session = onnxruntime.InferenceSession(f"{tmp}/m.onnx")
+            variants["ONNX Runtime, 1 at a time"] = one_by_one(
+                lambda w: session.run(None, {"wav": w.numpy()})
+            )
+        except ImportError:
+            pass
+    best = max(variants, key=variants.get)
+    return {
+        "name": f"embedding extraction (x real time), {best} vs eager",
+        "value": variants[best],
+        "reference": variants["eager, no_grad, 1 at a time"],
+        "variants": variants,
+    }
+
+
+def bench_data_pipeline(num_files: int = 400, seconds: float = 2.0) -> dict:
+    """Training data loading (read crop + channel augmentation, 2 workers) in utterances/s vs
+    bare soundfile decoding of the same files, on generated 3-5 s wavs."""
+    import tempfile
+
+    import numpy as np
+    import soundfile as sf
+
+    from speakerid.data.augment import ChannelAugment
+    from speakerid.data.datasets import CropDataset, collate
+    from speakerid.data.samplers import ResumableLoader, ResumableSampler
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, lengths = [], []
+        for i in range(num_files):
+            wav = (0.1 * rng.standard_normal(int(16000 * rng.uniform(3, 5)))).astype(np.float32)
+            paths.append(f"{tmp}/{i:05d}.wav")
+            lengths.append(len(wav))
+            sf.write(paths[-1], wav, 16000)
+        dataset = CropDataset(
+            paths, lengths, [0] * num_files, int(16000 * seconds), 16000, ChannelAugment()
+        )
+        loader = ResumableLoader(
+            dataset,
+            ResumableSampler(num_files, seed=0),
+            batch_size=32,
+            num_workers=2,
+            collate_fn=collate,
+        )
+        ours = _timed(lambda: sum(len(b.index) for b in loader), repeats=1)
+        bare = _timed(lambda: [sf.read(p, dtype="float32") for p in paths], repeats=1)
+    return {
+        "name": "training data: crop + channel augment, 2 workers (utt/s) vs bare soundfile reads",
+        "value": num_files / ours,
+        "reference": num_files / bare,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="bench.json")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
-    results = [bench_fbank(), bench_training(), bench_scoring(), bench_as_norm()]
+    results = [
+        bench_data_pipeline(),
+        bench_fbank(),
+        bench_training(),
+        bench_extraction(),
+        bench_scoring(),
+        bench_as_norm(),
+    ]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = Table(
         title=f"speakerid bench ({torch.get_num_threads()} threads, torch {torch.__version__})"
