@@ -1,4 +1,5 @@
-"""``speakerid-prepare corpus=...``: build (synthetic) or check a corpus and cache its manifest."""
+"""``speakerid-prepare corpus=... [shards=DIR]``: build (synthetic) or check a corpus, cache its
+manifest, and optionally pack it into WebDataset tar shards."""
 
 import logging
 
@@ -7,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from speakerid.cli import CONFIG_PATH, print_results, report_user_errors
+from speakerid.data.shards import write_shards
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +20,15 @@ def main(cfg: DictConfig) -> None:
     corpus.prepare()
     manifest = corpus.manifest()
     hours = sum(u.num_samples / u.sample_rate for u in manifest) / 3600
-    print_results(
-        f"speakerid-prepare: {manifest.root}",
-        {"speakers": len(manifest.speakers), "utterances": len(manifest), "hours": round(hours, 2)},
-    )
+    results = {
+        "speakers": len(manifest.speakers),
+        "utterances": len(manifest),
+        "hours": round(hours, 2),
+    }
+    if cfg.shards:
+        index = write_shards(manifest, cfg.shards, cfg.shard_size, cfg.shard_audio)
+        results["shards"] = f"{len(index['shards'])} in {cfg.shards}"
+    print_results(f"speakerid-prepare: {manifest.root}", results)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from speakerid.data.datasets import CropDataset, MultiCropDataset, UtteranceDataset, collate
 from speakerid.data.manifest import Manifest, Utterance
 from speakerid.data.samplers import ResumableLoader, ResumableSampler
+from speakerid.data.shards import ShardDataset
 from speakerid.data.trials import Trial, make_trials, read_iden_split, read_trials
 from speakerid.errors import ConfigError, ListFileError
 
@@ -157,6 +158,9 @@ class SpeakerDataModule(L.LightningDataModule):
         iden_split: an identification split list in the corpus root (``iden_split.txt``), or
             None. When given, training speakers train on their split-1 files only and their
             split-3 files become ``iden_test_rows`` (closed-set identification by the classifier).
+        shards: a folder of WebDataset shards of this corpus (``speakerid-prepare shards=...``):
+            training streams from them instead of reading files (validation and test still read
+            files). Resumption is then exact at epoch boundaries only.
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class SpeakerDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         iden_split: str | None = None,
+        shards: str | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -199,6 +204,7 @@ class SpeakerDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.augment = augment
         self.iden_split = iden_split
+        self.shards = shards
         self.iden_test_rows: list[Utterance] = []  # split 3 of the training speakers
         self._train_loader: ResumableLoader | None = None
         self._resume_position: dict | None = None
@@ -271,6 +277,24 @@ class SpeakerDataModule(L.LightningDataModule):
         return train, test
 
     def train_dataloader(self) -> DataLoader:
+        if self.shards:
+            if self.iden_split:
+                raise ConfigError("data.shards cannot be combined with data.iden_split")
+            dataset = ShardDataset(
+                self.shards,
+                {s: i for i, s in enumerate(self.speakers)},
+                self.crop_samples,
+                seed=torch.initial_seed(),
+                augment=self.augment,
+            )
+            return DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                collate_fn=collate,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.num_workers > 0,  # each worker counts its epochs
+            )
         dataset = CropDataset(
             [self.manifest.audio_path(u) for u in self.train_rows],  # type: ignore[union-attr]
             [u.num_samples for u in self.train_rows],
@@ -297,7 +321,9 @@ class SpeakerDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         """Saved in checkpoints: the training loader's position (exact mid-epoch resumption)."""
-        return {"train_position": self._train_loader.position()} if self._train_loader else {}
+        if self._train_loader is None:
+            return {}
+        return {"train_position": self._train_loader.position()}
 
     def load_state_dict(self, state: dict) -> None:
         self._resume_position = state.get("train_position")
