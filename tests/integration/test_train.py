@@ -181,3 +181,18 @@ def test_a_two_run_sweep_writes_each_run_into_its_own_folder(
         folder = tmp_path / "sweep" / job
         assert f"loss.margin={margin}" in (folder / ".hydra" / "overrides.yaml").read_text()
         assert "train/loss" in json.loads((folder / "metrics.json").read_text())
+
+
+def test_compiled_backbone_trains_and_keeps_its_checkpoint_keys(tiny_train_cfg: DictConfig) -> None:
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.system.compile_backbone = True
+        tiny_train_cfg.system.compile_backend = "eager"  # the wiring, without inductor's build time
+        tiny_train_cfg.test = False
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    metrics = train(tiny_train_cfg)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # dynamo did compile it
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    out = Path(tiny_train_cfg.paths.output_dir)
+    keys = load_checkpoint(out / "checkpoints" / "last.ckpt")["state_dict"]
+    assert not any("_orig_mod" in k for k in keys) and any(k.startswith("backbone.") for k in keys)

@@ -33,6 +33,9 @@ class EncoderModule(L.LightningModule):
         optimizer: ``params -> Optimizer`` (a Hydra partial).
         scheduler: ``(optimizer, total_steps) -> scheduler config``, or None.
         far_target: test also logs ``far_threshold``, where the false-accept rate is at most this.
+        compile_backbone: ``torch.compile`` the backbone in place when fitting or testing starts
+            (state-dict keys unchanged, so checkpoints stay interchangeable).
+        compile_backend: the ``torch.compile`` backend (``inductor``; ``eager`` for debugging).
     """
 
     def __init__(
@@ -43,6 +46,8 @@ class EncoderModule(L.LightningModule):
         optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
         scheduler: Schedule | None = None,
         far_target: float = 0.01,
+        compile_backbone: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
         self.features = features
@@ -51,6 +56,8 @@ class EncoderModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.far_target = far_target
+        self.compile_backbone = compile_backbone
+        self.compile_backend = compile_backend
         self.metrics = nn.ModuleDict(
             {
                 "val_eer": EqualErrorRate(),
@@ -63,6 +70,10 @@ class EncoderModule(L.LightningModule):
         self._embeddings: list[Tensor] = []
         self._rows: list[Tensor] = []
         self.test_embeddings: Tensor | None = None
+
+    def setup(self, stage: str) -> None:
+        if self.compile_backbone and not getattr(self.backbone, "_compiled_call_impl", None):
+            self.backbone.compile(backend=self.compile_backend, dynamic=True)
 
     def forward(self, wav: Tensor, lengths: Tensor) -> Tensor:
         """(B,S) waveforms, (B,) sample counts -> (B,D) embeddings."""
