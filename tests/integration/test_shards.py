@@ -10,9 +10,27 @@ from tests.conftest import TINY_DATA, tiny_train_config
 
 from speakerid.data.audio import read_audio
 from speakerid.data.datamodule import SpeakerDataModule
-from speakerid.data.shards import ShardDataset, utterance_ids, write_shards
+from speakerid.data.shards import ShardDataset, write_shards
 from speakerid.errors import ConfigError
 from speakerid.train import train
+
+
+def utterance_ids(dataset: ShardDataset, ranks: int, workers: int) -> list[str]:
+    """Every utterance id that all readers (ranks x workers) of one epoch read."""
+    out = []
+    for rank in range(ranks):
+        reader = ShardDataset(
+            dataset.shard_dir,
+            dataset.labels,
+            dataset.crop_samples,
+            dataset.seed,
+            rank=rank,
+            world_size=ranks,
+        )
+        reader.epoch = dataset.epoch
+        for worker in range(workers):
+            out += [record["utt_id"] for record, _ in reader.samples(worker, workers)]
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import io
 import json
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -193,21 +193,3 @@ class ShardDataset(IterableDataset):
         if self.augment is not None:
             wav = self.augment(wav, rng)
         return np.ascontiguousarray(wav, dtype=np.float32), self.labels[record["speaker"]], -1
-
-
-def utterance_ids(dataset: ShardDataset, ranks: int, workers: int) -> Sequence[str]:
-    """Every utterance id that all readers of one epoch would read (for checks and tests)."""
-    out = []
-    for rank in range(ranks):
-        reader = ShardDataset(
-            dataset.shard_dir,
-            dataset.labels,
-            dataset.crop_samples,
-            dataset.seed,
-            rank=rank,
-            world_size=ranks,
-        )
-        reader.epoch = dataset.epoch
-        for worker in range(workers):
-            out += [record["utt_id"] for record, _ in reader.samples(worker, workers)]
-    return out
