@@ -6,7 +6,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval embed enhance export prepare docs baseline test test-all lint format sweep bench clean clean-data
+.PHONY: help install train eval embed enhance export prepare docs baseline test test-all lint format sweep search bench clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ format: install ## ruff fix and format
 
 sweep: install ## Hydra multirun over the AAM margin and scale (basic launcher, one run after another)
 	$(VENV)/bin/speakerid-train --multirun loss.margin=0.1,0.2,0.3 loss.scale=20,30 $(ARGS)
+
+search: install ## Optuna search over the AAM margin, scale and learning rate (ARGS="hparams_search=aam_optuna_sqlite" keeps the study)
+	$(VENV)/bin/speakerid-train hparams_search=aam_optuna $(ARGS)
 
 docs: install ## Regenerate docs/configuration.md from conf/ (a test checks it is current)
 	$(VENV)/bin/python -m speakerid.configdoc

@@ -20,6 +20,16 @@ R = TypeVar("R")
 log = logging.getLogger("speakerid")
 
 
+def sqlite_url(path: str) -> str:
+    """``${sqlite_url:PATH}`` in a config: an SQLite URL for PATH, its folder created (an Optuna
+    study is opened before any run folder exists)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+OmegaConf.register_new_resolver("sqlite_url", sqlite_url, replace=True)
+
+
 def report_user_errors(task: Callable[..., R]) -> Callable[..., R]:
     """Turn a :class:`SpeakerIdError` into one clear line on stderr and exit status 2."""
 

@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> None:
         "hours": round(hours, 2),
     }
     if cfg.shards:
-        index = write_shards(manifest, cfg.shards, cfg.shard_size, cfg.shard_audio)
+        index = write_shards(manifest, cfg.shards, cfg.shard_size, cfg.shard_audio, cfg.shard_seed)
         results["shards"] = f"{len(index['shards'])} in {cfg.shards}"
     print_results(f"speakerid-prepare: {manifest.root}", results)
 

@@ -32,6 +32,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     # the data module restores the training loader's position itself (speakerid.data.samplers)
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
+    # a ShardDataset's length is exact: it sizes every worker's share itself
+    warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
     torch.set_flush_denormal(True)  # CPU training can stall on denormal floats otherwise
     datamodule = instantiate(cfg.data)
     system = instantiate(cfg.system)

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from tests.conftest import CONF, TINY_MODEL, compose_config, tiny_overrides
 
 
@@ -53,6 +55,23 @@ def test_every_choice_composes(group: str, tmp_path: Path) -> None:
             system = instantiate(cfg.system)
             optimizer = system.optimizer_factory(system.parameters())
             assert system.scheduler_factory(optimizer, 100)["scheduler"] is not None
+
+
+@pytest.mark.parametrize("search", _choices("hparams_search"))
+def test_every_hyperparameter_search_composes_and_names_real_keys(search: str) -> None:
+    cfg = compose_config("train", [f"hparams_search={search}"])
+    sweeper = HydraConfig.get().sweeper
+    assert "optuna" in sweeper._target_ and HydraConfig.get().mode.name == "MULTIRUN"
+    for key in sweeper.params:
+        assert OmegaConf.select(cfg, key) is not None, key
+
+
+def test_the_slurm_launcher_starts_one_task_per_gpu() -> None:
+    overrides = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "trainer=ddp"]
+    compose_config("train", [*overrides, "trainer.devices=4"])
+    launcher = HydraConfig.get().launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.tasks_per_node == 4 and launcher.nodes == 1  # (checked against its schema)
 
 
 def _plugin_cases() -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ import wandb
 from tests.conftest import tiny_train_config
 
 from speakerid.data.samplers import ResumableLoader, ResumableSampler
+from speakerid.data.shards import write_shards
 from speakerid.inference import load_checkpoint
 from speakerid.train import train
 
@@ -76,6 +77,35 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(
     # (both parts write offline-run-<time>-<id>; within one second they share the folder)
     assert list((run / "wandb").glob(f"offline-run-*-{wandb_id}"))
     assert (run / "csv" / "metrics.1.csv").is_file() and (run / "csv" / "metrics.csv").is_file()
+    for name, value in _weights(tmp_path / "full" / "checkpoints" / "last.ckpt").items():
+        torch.testing.assert_close(
+            _weights(run / "checkpoints" / "last.ckpt")[name], value, rtol=0, atol=0
+        )
+
+
+@pytest.mark.parametrize("mode", ["epoch", "infinite"])
+def test_resume_mid_epoch_from_shards_matches_an_uninterrupted_run(
+    tiny_data_dir: Path, tiny_corpus, tmp_path: Path, monkeypatch, mode: str
+) -> None:
+    write_shards(tiny_corpus.manifest(), tmp_path / "shards", shard_size=7)
+    settings = [*EVERY_2_STEPS, f"data.shards={tmp_path / 'shards'}", f"data.shard_mode={mode}"]
+    if mode == "infinite":
+        settings += ["trainer.max_steps=8", "trainer.val_check_interval=3"]
+    full = train(tiny_train_config(tiny_data_dir, tmp_path / "full", *settings))
+    run = tmp_path / "killed"
+    original = L.Trainer.__init__
+
+    def with_killer(self, *args, callbacks=(), **kwargs):
+        original(self, *args, callbacks=[*callbacks, KillAtStep(5)], **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "__init__", with_killer)
+    with pytest.raises(Killed):
+        train(tiny_train_config(tiny_data_dir, run, *settings))
+    monkeypatch.undo()
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4
+    resume = "ckpt_path=${paths.output_dir}/checkpoints/last.ckpt"
+    resumed = train(tiny_train_config(tiny_data_dir, run, *settings, resume))
+    assert resumed["test/eer"] == full["test/eer"]
     for name, value in _weights(tmp_path / "full" / "checkpoints" / "last.ckpt").items():
         torch.testing.assert_close(
             _weights(run / "checkpoints" / "last.ckpt")[name], value, rtol=0, atol=0

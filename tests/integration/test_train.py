@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -181,6 +182,40 @@ def test_a_two_run_sweep_writes_each_run_into_its_own_folder(
         folder = tmp_path / "sweep" / job
         assert f"loss.margin={margin}" in (folder / ".hydra" / "overrides.yaml").read_text()
         assert "train/loss" in json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_an_optuna_search_keeps_its_study_in_sqlite(tiny_data_dir: Path, tmp_path: Path) -> None:
+    overrides = [o for o in tiny_overrides(tiny_data_dir, tmp_path) if "output_dir" not in o]
+    overrides += [f"{k}={v}" for k, v in TINY_MODEL.items()]
+    run = subprocess.run(
+        [
+            BIN / "speakerid-train",
+            "hparams_search=aam_optuna_sqlite",  # sets -m itself
+            "hydra.sweeper.n_trials=2",
+            "debug=fast_dev_run",
+            "optimized_metric=train/loss",  # fast_dev_run validates one batch only
+            "callbacks.rich_progress_bar=null",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+            f"paths.log_dir={tmp_path}/logs",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "CI": "true", "WANDB_MODE": "offline"},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    storage = f"sqlite:///{tmp_path}/logs/optuna.db"
+    study = optuna.load_study(study_name="aam_margin_scale", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    for trial in study.trials:
+        folder = tmp_path / "sweep" / str(trial.number)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert trial.value == pytest.approx(metrics["train/loss"])
+        assert 0.1 <= trial.params["loss.margin"] <= 0.4
+        assert trial.params["loss.scale"] in (20, 30, 40)
+    assert "best_params" in (tmp_path / "sweep" / "optimization_results.yaml").read_text()
 
 
 def test_compiled_backbone_trains_and_keeps_its_checkpoint_keys(tiny_train_cfg: DictConfig) -> None:

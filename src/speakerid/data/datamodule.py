@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from speakerid.data.datasets import CropDataset, MultiCropDataset, UtteranceDataset, collate
 from speakerid.data.manifest import Manifest, Utterance
 from speakerid.data.samplers import ResumableLoader, ResumableSampler
-from speakerid.data.shards import ShardDataset
+from speakerid.data.shards import ShardDataset, ShardLoader
 from speakerid.data.trials import Trial, make_trials, read_iden_split, read_trials
 from speakerid.errors import ConfigError, ListFileError
 
@@ -160,7 +160,11 @@ class SpeakerDataModule(L.LightningDataModule):
             split-3 files become ``iden_test_rows`` (closed-set identification by the classifier).
         shards: a folder of WebDataset shards of this corpus (``speakerid-prepare shards=...``):
             training streams from them instead of reading files (validation and test still read
-            files). Resumption is then exact at epoch boundaries only.
+            files; resumption stays exact mid-epoch).
+        shard_mode: ``epoch`` (one pass per epoch, every rank the same number of batches) or
+            ``infinite`` (one endless epoch: train with ``trainer.max_steps`` and an integer
+            ``trainer.val_check_interval``).
+        shard_buffer: utterances shuffled together when streaming shards.
     """
 
     def __init__(
@@ -183,6 +187,8 @@ class SpeakerDataModule(L.LightningDataModule):
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         iden_split: str | None = None,
         shards: str | None = None,
+        shard_mode: str = "epoch",
+        shard_buffer: int = 1000,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -205,8 +211,10 @@ class SpeakerDataModule(L.LightningDataModule):
         self.augment = augment
         self.iden_split = iden_split
         self.shards = shards
+        self.shard_mode = shard_mode
+        self.shard_buffer = shard_buffer
         self.iden_test_rows: list[Utterance] = []  # split 3 of the training speakers
-        self._train_loader: ResumableLoader | None = None
+        self._train_loader: ResumableLoader | ShardLoader | None = None
         self._resume_position: dict | None = None
         self.manifest: Manifest | None = None
         self.speakers: list[str] = []  # training class i is speakers[i]
@@ -278,23 +286,47 @@ class SpeakerDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if self.shards:
-            if self.iden_split:
-                raise ConfigError("data.shards cannot be combined with data.iden_split")
-            dataset = ShardDataset(
-                self.shards,
-                {s: i for i, s in enumerate(self.speakers)},
-                self.crop_samples,
-                seed=torch.initial_seed(),
-                augment=self.augment,
-            )
-            return DataLoader(
-                dataset,
-                batch_size=self.batch_size,
-                num_workers=self.num_workers,
-                collate_fn=collate,
-                pin_memory=self.pin_memory,
-                persistent_workers=self.num_workers > 0,  # each worker counts its epochs
-            )
+            self._train_loader = self._shard_loader()
+        else:
+            self._train_loader = self._file_loader()
+        if self._resume_position:
+            self._train_loader.resume_at(self._resume_position)
+            self._resume_position = None
+        return self._train_loader
+
+    def _shard_loader(self) -> ShardLoader:
+        if self.iden_split:
+            raise ConfigError("data.shards cannot be combined with data.iden_split")
+        trainer = getattr(self, "trainer", None)
+        if self.shard_mode == "infinite" and trainer is not None:
+            if trainer.max_steps is None or trainer.max_steps < 0:
+                raise ConfigError("data.shard_mode=infinite trains by steps: set trainer.max_steps")
+            if not isinstance(trainer.val_check_interval, int):
+                raise ConfigError(
+                    "data.shard_mode=infinite has no epoch end to validate at: set "
+                    "trainer.val_check_interval to a number of steps"
+                )
+        dataset = ShardDataset(
+            self.shards,
+            {s: i for i, s in enumerate(self.speakers)},
+            self.crop_samples,
+            batch_size=self.batch_size,
+            workers=self.num_workers,
+            seed=torch.initial_seed(),
+            buffer=self.shard_buffer,
+            augment=self.augment,
+            mode=self.shard_mode,
+        )
+        if self.shard_mode == "epoch" and dataset.batches_per_epoch() == 0:
+            raise ConfigError(f"{self.shards}: fewer training utterances per reader than a batch")
+        return ShardLoader(
+            dataset,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            pin_memory=self.pin_memory,
+        )
+
+    def _file_loader(self) -> ResumableLoader:
         dataset = CropDataset(
             [self.manifest.audio_path(u) for u in self.train_rows],  # type: ignore[union-attr]
             [u.num_samples for u in self.train_rows],
@@ -304,7 +336,7 @@ class SpeakerDataModule(L.LightningDataModule):
             self.augment,
         )
         drop_last = len(dataset) > self.batch_size
-        self._train_loader = ResumableLoader(
+        return ResumableLoader(
             dataset,
             ResumableSampler(len(dataset), seed=torch.initial_seed(), drop_last=drop_last),
             batch_size=self.batch_size,
@@ -314,10 +346,6 @@ class SpeakerDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
-        if self._resume_position:
-            self._train_loader.resume_at(self._resume_position)
-            self._resume_position = None
-        return self._train_loader
 
     def state_dict(self) -> dict:
         """Saved in checkpoints: the training loader's position (exact mid-epoch resumption)."""
