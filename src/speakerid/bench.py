@@ -362,6 +362,44 @@ def bench_shard_pipeline(num_files: int = 400, seconds: float = 2.0, audio: str 
     }
 
 
+def bench_manifest(speakers: int = 1000, sessions: int = 10, per_session: int = 10) -> dict:
+    """A VoxCeleb-layout corpus of ``speakers x sessions x per_session`` (100 k) small wavs:
+    reopening its cached manifest vs building it (every header read), in files/s."""
+    import io
+    import tempfile
+
+    import numpy as np
+    import soundfile as sf
+
+    from speakerid.data.corpora import VoxCelebCorpus
+
+    templates = []
+    for seconds in (0.1, 0.2, 0.3):
+        buffer = io.BytesIO()
+        sf.write(buffer, np.zeros(int(16000 * seconds), np.int16), 16000, format="WAV")
+        templates.append(buffer.getvalue())
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in range(speakers):
+            for v in range(sessions):
+                folder = Path(tmp, "wav", f"id{s:05d}", f"video{v:02d}")
+                folder.mkdir(parents=True)
+                for u in range(per_session):
+                    (folder / f"{u:05d}.wav").write_bytes(templates[(s + v + u) % 3])
+        files = speakers * sessions * per_session
+        start = time.perf_counter()  # once: a second build would be a reopen
+        VoxCelebCorpus(tmp, f"{tmp}/cache").manifest()
+        build = time.perf_counter() - start
+        reopen = _timed(lambda: VoxCelebCorpus(tmp, f"{tmp}/cache").manifest(), repeats=3)
+        assert len(VoxCelebCorpus(tmp, f"{tmp}/cache").manifest()) == files
+    return {
+        "name": f"manifest of {files // 1000} k files: reopen vs build (files/s)",
+        "value": files / reopen,
+        "reference": files / build,
+        "build_s": build,
+        "reopen_s": reopen,
+    }
+
+
 def _measured(bench, sender) -> None:
     torch.set_flush_denormal(True)
     result = bench()
@@ -389,6 +427,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     benches = [
+        bench_manifest,
         bench_data_pipeline,
         bench_shard_pipeline,
         functools.partial(bench_shard_pipeline, audio="flac"),

@@ -8,7 +8,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from speakerid.callbacks import (
     AtomicCheckpointIO,
@@ -36,6 +36,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
     torch.set_flush_denormal(True)  # CPU training can stall on denormal floats otherwise
     datamodule = instantiate(cfg.data)
+    if cfg.data.get("num_speakers", 0) is None:  # count the training speakers of the data
+        datamodule.setup("fit")
+        with open_dict(cfg):
+            cfg.data.num_speakers = len(datamodule.speakers)
+        log.info("data.num_speakers=null: %d training speakers", cfg.data.num_speakers)
     system = instantiate(cfg.system)
     trainer, loggers = make_trainer(cfg)
     trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)

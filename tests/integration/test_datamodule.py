@@ -100,7 +100,9 @@ def test_trial_set_extended_keeps_its_trials(tiny_corpus: SyntheticCorpus) -> No
 
 
 def test_wrong_num_speakers_names_the_fix(tiny_corpus: SyntheticCorpus) -> None:
-    with pytest.raises(ConfigError, match=r"data\.val_speakers=7 must be in \[1, 7\)"):
+    with pytest.raises(
+        ConfigError, match=r"data\.val_speakers=7 must give between 1 and 6 speakers"
+    ):
         _datamodule(tiny_corpus, val_speakers=7).setup("fit")
     with pytest.raises(ConfigError, match=r"set data\.num_speakers=5"):
         _datamodule(tiny_corpus, num_speakers=7).setup("fit")

@@ -77,15 +77,18 @@ class TrialSet:
         return trials, rows
 
 
-def resolve_trials(name: str, trials: list[Trial], manifest: Manifest, source: Path) -> TrialSet:
-    """Map a trial list's paths onto manifest rows; every path must be a corpus utterance."""
+def resolve_trials(
+    name: str, trials: list[Trial], manifest: Manifest, source: Path, prefix: str = ""
+) -> TrialSet:
+    """Map a trial list's paths onto manifest rows; every path must be a corpus utterance.
+    ``prefix`` goes in front of every path (the member name, for combined corpora)."""
     position: dict[str, int] = {}  # utt_id -> index into ``utterances``
     utterances: list[Utterance] = []
     pairs, missing = [], []
     for trial in trials:
         ends = []
         for path in (trial.enroll, trial.test):
-            utt_id = str(PurePosixPath(path).with_suffix(""))
+            utt_id = prefix + str(PurePosixPath(path).with_suffix(""))
             if utt_id not in position:
                 row = manifest.index_of(utt_id)
                 if row is None:
@@ -105,27 +108,40 @@ def resolve_trials(name: str, trials: list[Trial], manifest: Manifest, source: P
     return TrialSet.from_pairs(name, utterances, pairs)
 
 
-def split_speakers(
-    dev: list[str], val_speakers: int, num_speakers: int | None, seed: int, where: Path
+def _list_prefix(corpus, list_name: str) -> str:
+    """The prefix a corpus gives a list's paths (combined corpora: the member's name)."""
+    return corpus.list_prefix(list_name) if hasattr(corpus, "list_prefix") else ""
+
+
+def split_off(
+    speakers: list[str], count: float, seed: int, what: str, where
 ) -> tuple[list[str], set[str]]:
-    """Training speakers (in ``dev`` order) and a seeded set of ``val_speakers`` validation ones.
+    """(the rest in order, a seeded set of ``count`` speakers — or that fraction when < 1)."""
+    number = round(count * len(speakers)) if 0 < count < 1 else int(count)
+    if not 0 < number < len(speakers):
+        raise ConfigError(
+            f"data.{what}_speakers={count} must give between 1 and {len(speakers) - 1} speakers "
+            f"(a count, or a fraction below 1): {where} has {len(speakers)} to split"
+        )
+    chosen = set(np.random.default_rng(seed).choice(speakers, number, replace=False).tolist())
+    return [s for s in speakers if s not in chosen], chosen
+
+
+def split_speakers(
+    dev: list[str], val_speakers: float, num_speakers: int | None, seed: int, where
+) -> tuple[list[str], set[str]]:
+    """Training speakers (in ``dev`` order) and a seeded set of ``val_speakers`` validation ones
+    (a count, or a fraction of ``dev`` when below 1).
 
     Raises:
         ConfigError: ``val_speakers`` does not fit, or the training speakers are not
             ``num_speakers`` (None: not checked); the message names the value to set.
     """
-    if not 0 < val_speakers < len(dev):
-        raise ConfigError(
-            f"data.val_speakers={val_speakers} must be in [1, {len(dev)}): "
-            f"{where} has {len(dev)} speakers outside the test trials"
-        )
-    rng = np.random.default_rng(seed)
-    val = set(rng.choice(dev, val_speakers, replace=False).tolist())
-    speakers = [s for s in dev if s not in val]
+    speakers, val = split_off(dev, val_speakers, seed, "val", where)
     if num_speakers is not None and len(speakers) != num_speakers:
         raise ConfigError(
             f"data.num_speakers={num_speakers}, but {where} has {len(speakers)} training speakers "
-            f"({len(dev)} outside the test trials, less {val_speakers} for validation): "
+            f"({len(dev)} outside the test trials, less {len(val)} for validation): "
             f"set data.num_speakers={len(speakers)}"
         )
     return speakers, val
@@ -144,7 +160,10 @@ class SpeakerDataModule(L.LightningDataModule):
         sample_rate: rate of every file.
         crop_seconds: training crop length.
         batch_size, num_workers: training loader.
-        val_speakers: held out from training for validation EER.
+        val_speakers: held out from training for validation EER (a count, or a fraction < 1).
+        test_speakers: with ``test_trials=None``: held out for a generated test trial list (a
+            count or a fraction < 1, chosen with ``seed``); 0: no test set. For corpora without
+            trial lists (VoxForge, CommonVoice, combinations).
         val_trials_per_utterance: target (and non-target) partners per validation utterance.
         test_trials: trial list file name in the corpus root, or None.
         eval_batch_size: utterances per validation/test batch.
@@ -175,7 +194,7 @@ class SpeakerDataModule(L.LightningDataModule):
         crop_seconds: float = 2.0,
         batch_size: int = 64,
         num_workers: int = 2,
-        val_speakers: int = 16,
+        val_speakers: float = 16,
         val_trials_per_utterance: int = 4,
         test_trials: str | None = "veri_test2.txt",
         eval_batch_size: int = 16,
@@ -187,6 +206,7 @@ class SpeakerDataModule(L.LightningDataModule):
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         iden_split: str | None = None,
         shards: str | None = None,
+        test_speakers: float = 0,
         shard_mode: str = "epoch",
         shard_buffer: int = 1000,
     ) -> None:
@@ -212,6 +232,7 @@ class SpeakerDataModule(L.LightningDataModule):
         self.iden_split = iden_split
         self.shards = shards
         self.shard_mode = shard_mode
+        self.test_speakers = test_speakers
         self.shard_buffer = shard_buffer
         self.iden_test_rows: list[Utterance] = []  # split 3 of the training speakers
         self._train_loader: ResumableLoader | ShardLoader | None = None
@@ -230,48 +251,64 @@ class SpeakerDataModule(L.LightningDataModule):
             return
         self.manifest = self.corpus.manifest()
         held_out: set[str] = set()
+        where = self.manifest.root if str(self.manifest.root) != "/" else "the combined corpora"
         if self.test_trials_name:
             path = self.corpus.trial_path(self.test_trials_name)
-            self.test_trials = resolve_trials("test", read_trials(path), self.manifest, path)
+            prefix = _list_prefix(self.corpus, self.test_trials_name)
+            trials = read_trials(path)
+            self.test_trials = resolve_trials("test", trials, self.manifest, path, prefix)
             held_out = {u.speaker for u in self.test_trials.utterances}
+        if hasattr(self.corpus, "reserved_speakers"):  # combined corpora: evaluation-only members
+            held_out |= self.corpus.reserved_speakers(self.manifest)
         dev = [s for s in self.manifest.speakers if s not in held_out]
+        if self.test_speakers:
+            if self.test_trials_name:
+                raise ConfigError("set data.test_trials=null to use data.test_speakers")
+            dev, test = split_off(dev, self.test_speakers, self.seed + 1, "test", where)
+            self.test_trials = self._generated_trials("test", test)
         self.speakers, val = split_speakers(
             dev,
             self.val_speakers,
             self.num_speakers if stage in (None, "fit") else None,
             self.seed,
-            self.manifest.root,
+            where,
         )
         label = {s: i for i, s in enumerate(self.speakers)}
         self.train_rows = [u for u in self.manifest if u.speaker in label]
         if self.iden_split:
             self.train_rows, self.iden_test_rows = self._split_identification(self.train_rows)
         self._train_labels = [label[u.speaker] for u in self.train_rows]
-        val_rows = [u for u in self.manifest if u.speaker in val]
-        pairs = make_trials(
-            [u.speaker for u in val_rows],
-            [u.session for u in val_rows],
-            [f"{u.language}/{u.gender}" for u in val_rows],
-            self.val_trials_per_utterance,
-            self.seed,
-        )
-        self.val_trials = TrialSet.from_pairs("val", val_rows, pairs)
+        self.val_trials = self._generated_trials("val", val)
         log.info(
             "training: %d utterances of %d speakers; validation: %d trials of %d; test: %s",
             len(self.train_rows),
             len(self.speakers),
             len(self.val_trials.labels),
-            len(val_rows),
+            len(self.val_trials.utterances),
             f"{len(self.test_trials.labels)} trials" if self.test_trials else "none",
         )
+
+    def _generated_trials(self, name: str, speakers: set[str]) -> TrialSet:
+        """Trials among all utterances of ``speakers`` (same and different speaker)."""
+        rows = [u for u in self.manifest if u.speaker in speakers]
+        pairs = make_trials(
+            [u.speaker for u in rows],
+            [u.session for u in rows],
+            [f"{u.language}/{u.gender}" for u in rows],
+            self.val_trials_per_utterance,
+            self.seed,
+        )
+        return TrialSet.from_pairs(name, rows, pairs)
 
     def _split_identification(
         self, rows: list[Utterance]
     ) -> tuple[list[Utterance], list[Utterance]]:
         """(split-1 rows, split-3 rows) of ``rows`` by the identification split list."""
         path = self.corpus.trial_path(self.iden_split)
+        prefix = _list_prefix(self.corpus, self.iden_split)
         splits = {
-            str(PurePosixPath(p).with_suffix("")): s for p, s in read_iden_split(path).items()
+            prefix + str(PurePosixPath(p).with_suffix("")): s
+            for p, s in read_iden_split(path).items()
         }
         unlisted = [u.utt_id for u in rows if u.utt_id not in splits]
         if unlisted:

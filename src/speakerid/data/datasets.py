@@ -65,9 +65,11 @@ class CropDataset(Dataset):
         total = int(self.num_samples[index])
         if total >= self.crop_samples:
             start = int(rng.integers(total - self.crop_samples + 1))
-            wav = read_audio(self.paths[index], self.sample_rate, start, self.crop_samples)
+            wav = read_audio(self.paths[index], self.sample_rate, start, self.crop_samples, True)
         else:
-            wav = np.resize(read_audio(self.paths[index], self.sample_rate), self.crop_samples)
+            wav = np.resize(
+                read_audio(self.paths[index], self.sample_rate, convert=True), self.crop_samples
+            )
         if self.augment is not None:
             wav = self.augment(wav, rng)
         return wav, int(self.labels[index]), index
@@ -87,7 +89,7 @@ class UtteranceDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
-        wav = read_audio(self.paths[index], self.sample_rate)
+        wav = read_audio(self.paths[index], self.sample_rate, convert=True)
         return wav[: self.max_samples], -1, index  # [:None] keeps all
 
 
@@ -122,11 +124,11 @@ class MultiCropDataset(Dataset):
         utterance, crop = divmod(index, self.num_crops)
         total = int(self.num_samples[utterance])
         if total <= self.crop_samples:
-            wav = read_audio(self.paths[utterance], self.sample_rate)
+            wav = read_audio(self.paths[utterance], self.sample_rate, convert=True)
             return np.resize(wav, self.crop_samples), -1, index
         span = total - self.crop_samples
         start = round(crop * span / (self.num_crops - 1)) if self.num_crops > 1 else span // 2
-        wav = read_audio(self.paths[utterance], self.sample_rate, start, self.crop_samples)
+        wav = read_audio(self.paths[utterance], self.sample_rate, start, self.crop_samples, True)
         return wav, -1, index
 
 

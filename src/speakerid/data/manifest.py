@@ -19,6 +19,8 @@ COLUMNS = (
     "sample_rate",
     "gender",
     "language",
+    "age",
+    "accent",
 )
 
 
@@ -33,6 +35,8 @@ class Utterance(NamedTuple):
     sample_rate: int
     gender: str = ""
     language: str = ""
+    age: str = ""  # as the corpus states it: an age range (VoxForge) or decade (CommonVoice)
+    accent: str = ""  # accent or dialect, free text
 
     @property
     def duration(self) -> float:
@@ -84,8 +88,8 @@ class Manifest(Sequence[Utterance]):
             if tuple(next(reader, ())) != COLUMNS:
                 return None
             rows = [
-                Utterance(u, p, s, se, int(n), int(sr), g, lang)
-                for u, p, s, se, n, sr, g, lang in reader
+                Utterance(u, p, s, se, int(n), int(sr), *rest)
+                for u, p, s, se, n, sr, *rest in reader
             ]
         return cls(root, rows)
 

@@ -71,7 +71,7 @@ def write_shards(
         chunk = rows[start : start + shard_size]
         with atomic_path(out_dir / name) as tmp, wds.TarWriter(str(tmp)) as sink:
             for row in chunk:
-                wav = read_audio(manifest.audio_path(row), row.sample_rate)
+                wav = read_audio(manifest.audio_path(row), row.sample_rate, convert=True)
                 sink.write(
                     {
                         "__key__": row.utt_id.replace("/", "__").replace(".", "_"),

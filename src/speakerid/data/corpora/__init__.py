@@ -1,6 +1,18 @@
 """Corpus readers: each has ``root``, ``prepare()``, ``manifest()`` and ``trial_path(name)``."""
 
+from speakerid.data.corpora.combined import CombinedCorpus
+from speakerid.data.corpora.commonvoice import CommonVoiceCorpus
+from speakerid.data.corpora.noise import MusanCorpus, RirCorpus
 from speakerid.data.corpora.synthetic import SyntheticCorpus
 from speakerid.data.corpora.voxceleb import VoxCelebCorpus
+from speakerid.data.corpora.voxforge import VoxForgeCorpus
 
-__all__ = ["SyntheticCorpus", "VoxCelebCorpus"]
+__all__ = [
+    "CombinedCorpus",
+    "CommonVoiceCorpus",
+    "MusanCorpus",
+    "RirCorpus",
+    "SyntheticCorpus",
+    "VoxCelebCorpus",
+    "VoxForgeCorpus",
+]

@@ -135,11 +135,19 @@ class SyntheticCorpus:
         self.num_workers = num_workers or os.cpu_count() or 1
         self.reader = VoxCelebCorpus(root, cache_dir, meta_file="meta.csv", sample_rate=sample_rate)
 
-    def manifest(self) -> Manifest:
-        return self.reader.manifest()
+    def manifest(self, validate: bool = False) -> Manifest:
+        return self.reader.manifest(validate)
 
     def trial_path(self, name: str) -> Path:
         return self.reader.trial_path(name)
+
+    def report_path(self) -> Path:
+        return self.reader.report_path()
+
+    @property
+    def report(self):
+        """The last validation pass's report (None when the manifest came from the cache)."""
+        return self.reader.report
 
     def prepare(self) -> None:
         """Build the corpus unless a complete one with the same parameters is already there."""

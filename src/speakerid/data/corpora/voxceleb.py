@@ -1,35 +1,61 @@
-"""VoxCeleb1/2 as shipped (``wav/idXXXXX/<video>/NNNNN.wav``); also reads the synthetic corpus."""
+"""VoxCeleb1/2 as shipped: ``wav/idXXXXX/<video>/NNNNN.wav`` (VoxCeleb2: ``aac/.../NNNNN.m4a``,
+converted once to 16 kHz wav with ffmpeg); also reads the synthetic corpus.
+
+Trial lists in the root are chosen with ``data.test_trials``: ``veri_test2.txt`` (Vox1-O,
+cleaned), ``list_test_all2.txt`` (Vox1-E), ``list_test_hard2.txt`` (Vox1-H); E and H use VoxCeleb1's
+development speakers, so they go with training on VoxCeleb2 (``data=voxceleb2``).
+"""
 
 import csv
-import hashlib
 import logging
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from speakerid.data.audio import audio_info
-from speakerid.data.manifest import Manifest, Utterance, cache_path, require_nonempty
-from speakerid.errors import AudioError, ConfigError, CorpusError
+from speakerid.data.corpora.base import AudioCorpus, Entry, stamp
+from speakerid.data.validation import Validator
+from speakerid.errors import CorpusError
 from speakerid.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
-READER_VERSION = 1
 _GENDERS = {"m": "male", "f": "female", "male": "male", "female": "female"}
+TRIAL_LISTS = {"O": "veri_test2.txt", "E": "list_test_all2.txt", "H": "list_test_hard2.txt"}
 
 
-class VoxCelebCorpus:
+def find_ffmpeg() -> str | None:
+    """The ffmpeg on PATH, else the one the ``imageio-ffmpeg`` wheel ships, else None."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        return None
+
+
+class VoxCelebCorpus(AudioCorpus):
     """Reader for the VoxCeleb layout.
 
-    Every file's header is read once, when the manifest is built, so a corrupt, empty, multi-channel
-    or wrongly sampled file is reported before training rather than deep in an epoch.
+    Every file's header is read once, when the manifest is built, so a corrupt, empty,
+    multi-channel or wrongly sampled file is reported (or handled by the policy) before training
+    rather than deep in an epoch.
 
     Args:
         root: corpus folder holding ``audio_dir``, trial lists and the metadata file.
-        cache_dir: where the manifest is cached.
+        cache_dir: where the manifest and validation report are cached.
         audio_dir: the folder of speaker folders.
-        meta_file: optional CSV/TSV with a speaker column (``speaker`` or ``VoxCeleb1 ID``) and
-            ``gender``/``language`` columns (VoxCeleb's ``vox1_meta.csv`` works as shipped).
-        sample_rate: the rate every file must have.
-        on_bad_file: ``error`` stops with a list of the bad files; ``skip`` leaves them out and logs
-            how many.
+        meta_file: optional CSV/TSV with a speaker column (``speaker``, ``VoxCeleb1 ID`` or
+            ``VoxCeleb2 ID``) and ``gender``/``language`` columns (``vox1_meta.csv`` and
+            ``vox2_meta.csv`` work as shipped).
+        m4a_dir: VoxCeleb2's ``aac`` folder: ``prepare()`` converts every ``.m4a`` in it that has
+            no wav yet into ``audio_dir`` (16 kHz mono, with ffmpeg), in ``convert_workers``
+            parallel processes. None: no conversion.
+        **kwargs: the validation and filter settings of :class:`AudioCorpus`.
 
     Example:
         >>> manifest = VoxCelebCorpus("/data/voxceleb1", "data/cache").manifest()  # doctest: +SKIP
@@ -37,111 +63,92 @@ class VoxCelebCorpus:
         'id10001/1zcIwhmdeo4/00001'
     """
 
+    name = "voxceleb"
+    version = 2
+
     def __init__(
         self,
         root: str,
         cache_dir: str,
         audio_dir: str = "wav",
         meta_file: str | None = None,
-        sample_rate: int = 16000,
-        on_bad_file: str = "error",
+        m4a_dir: str | None = None,
+        convert_workers: int = 8,
+        **kwargs,
     ) -> None:
-        if on_bad_file not in ("error", "skip"):
-            raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
-        self.root = Path(root)
-        self.cache_dir = Path(cache_dir)
+        super().__init__(root, cache_dir, **kwargs)
         self.audio_dir = audio_dir
         self.meta_file = meta_file
-        self.sample_rate = sample_rate
-        self.on_bad_file = on_bad_file
+        self.m4a_dir = m4a_dir
+        self.convert_workers = convert_workers
 
     def prepare(self) -> None:
+        if self.m4a_dir and (self.root / self.m4a_dir).is_dir():
+            self._convert_m4a()
         if not (self.root / self.audio_dir).is_dir():
             raise CorpusError(f"{self.root / self.audio_dir}: corpus folder not found")
 
-    def trial_path(self, name: str) -> Path:
-        return self.root / name
+    def describe(self) -> str:
+        return f"no {self.audio_dir}/<speaker>/<session>/*.wav files"
 
-    def manifest(self) -> Manifest:
-        """The corpus' utterances, from the cache when the folders have not changed since."""
-        self.prepare()
-        fingerprint = self._fingerprint()
-        cache = cache_path(self.cache_dir, self.root, "voxceleb")
-        manifest = Manifest.load(self.root, cache, fingerprint)
-        if manifest is None:
-            manifest = require_nonempty(
-                self._scan(), f"no {self.audio_dir}/<speaker>/<session>/*.wav files"
-            )
-            manifest.save(cache, fingerprint)
-        return manifest
+    def settings(self) -> dict:
+        return {"audio_dir": self.audio_dir, "meta_file": self.meta_file}
 
-    def _fingerprint(self) -> dict:
-        """Changes when a speaker or session folder, or the metadata file, changes."""
-        digest = hashlib.sha1()
-        for folder in sorted((self.root / self.audio_dir).glob("*/*")):
-            digest.update(f"{folder.relative_to(self.root)}:{folder.stat().st_mtime_ns}\n".encode())
-        meta = self.root / self.meta_file if self.meta_file else None
-        meta_stamp = meta.stat().st_mtime_ns if meta and meta.is_file() else None
-        return {
-            "reader": READER_VERSION,
-            "root": str(self.root.resolve()),
-            "sample_rate": self.sample_rate,
-            "on_bad_file": self.on_bad_file,
-            "folders": digest.hexdigest(),
-            "meta": meta_stamp,
-        }
+    def contents(self) -> str:
+        """Speaker/session folder stamps (a file added or removed changes its folder's mtime)
+        and the metadata file's."""
+        folders = sorted((self.root / self.audio_dir).glob("*/*"))
+        meta = [self.root / self.meta_file] if self.meta_file else []
+        return stamp(*folders, *meta)
 
-    def _scan(self) -> Manifest:
+    def entries(self, validator: Validator) -> list[Entry]:
         meta = self._read_meta()
-        files = sorted((self.root / self.audio_dir).glob("*/*/*.wav"))
-        rows, bad = [], []
-        for path in progress_bar(files, len(files), "reading headers"):
-            try:
-                rows.append(self._row(path, meta))
-            except AudioError as err:
-                bad.append(str(err))
-        if bad:
-            listing = "\n  ".join(bad[:10]) + (
-                f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
-            )
-            if self.on_bad_file == "error":
-                raise CorpusError(
-                    f"{len(bad)} bad audio file(s) in {self.root} "
-                    f"(set on_bad_file=skip to leave them out):\n  {listing}"
-                )
-            log.warning(
-                "Skipped %d bad audio file(s) of %d in %s:\n  %s",
-                len(bad),
-                len(files),
-                self.root,
-                listing,
-            )
-        return Manifest(self.root, rows)
+        out = []
+        for path in sorted((self.root / self.audio_dir).glob("*/*/*.wav")):
+            rel = path.relative_to(self.root)
+            speaker, session = rel.parts[-3], rel.parts[-2]
+            gender, language = meta.get(speaker, ("", ""))
+            utt_id = f"{speaker}/{session}/{path.stem}"
+            out.append(Entry(rel, utt_id, speaker, session, gender, language))
+        return out
 
-    def _row(self, path: Path, meta: dict[str, tuple[str, str]]) -> Utterance:
-        info = audio_info(path)
-        if info.samplerate != self.sample_rate:
-            raise AudioError(
-                f"{path}: sample rate {info.samplerate} Hz, expected {self.sample_rate} Hz"
+    def _convert_m4a(self) -> None:
+        source, target = self.root / self.m4a_dir, self.root / self.audio_dir
+        todo = [
+            m4a
+            for m4a in sorted(source.glob("*/*/*.m4a"))
+            if not (target / m4a.relative_to(source)).with_suffix(".wav").is_file()
+        ]
+        if not todo:
+            return
+        ffmpeg = find_ffmpeg()
+        if ffmpeg is None:
+            raise CorpusError(
+                f"{source}: {len(todo)} .m4a files need converting to wav, which needs ffmpeg: "
+                "install it (apt-get install ffmpeg, conda install -c conda-forge ffmpeg, or "
+                "pip install imageio-ffmpeg) and run speakerid-prepare again"
             )
-        if info.channels != 1:
-            raise AudioError(f"{path}: {info.channels} channels, expected mono")
-        if info.frames == 0:
-            raise AudioError(f"{path}: empty (0 samples)")
-        rel = path.relative_to(self.root)
-        speaker, session = rel.parts[-3], rel.parts[-2]
-        gender, language = meta.get(speaker, ("", ""))
-        utt_id = f"{speaker}/{session}/{path.stem}"
-        return Utterance(
-            utt_id,
-            str(rel),
-            speaker,
-            session,
-            int(info.frames),
-            int(info.samplerate),
-            gender,
-            language,
-        )
+        log.info("converting %d m4a files of %s to %d Hz wav", len(todo), source, self.sample_rate)
+
+        def convert(m4a: Path) -> str | None:
+            wav = (target / m4a.relative_to(source)).with_suffix(".wav")
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            part = wav.with_suffix(".part.wav")
+            command = [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(m4a)]
+            command += ["-ac", "1", "-ar", str(self.sample_rate), "-c:a", "pcm_s16le", str(part)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                part.unlink(missing_ok=True)
+                return f"{m4a}: ffmpeg failed ({done.stderr.strip()[:200]})"
+            part.replace(wav)  # a crash leaves no half-written wav behind
+            return None
+
+        with ThreadPoolExecutor(self.convert_workers) as pool:
+            results = list(progress_bar(pool.map(convert, todo), len(todo), "m4a -> wav"))
+        failed = [r for r in results if r]
+        if failed:
+            listing = "\n  ".join(failed[:10])
+            raise CorpusError(f"{len(failed)} m4a file(s) could not be converted:\n  {listing}")
 
     def _read_meta(self) -> dict[str, tuple[str, str]]:
         if not self.meta_file:
