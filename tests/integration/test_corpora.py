@@ -292,6 +292,15 @@ def test_the_validation_pass_counts_every_problem(planted: Path, tmp_path: Path)
         wav = read_audio(manifest.audio_path(row), 16000, 1000, 8000, convert=True)
         assert wav.shape == (8000,)
     assert fixing.report.counts()["wrong_rate"] == {"resample": 1}
+    copying = VoxCelebCorpus(
+        **settings, on_bad_file="skip", policy={"wrong_rate": "convert", "multichannel": "convert"}
+    )
+    copies = [u for u in copying.manifest() if u.utt_id.endswith(("rate", "stereo"))]
+    assert len(copies) == 2
+    for row in copies:  # one-off copies in the cache, read without any conversion
+        path = Path(row.path)
+        assert path.is_absolute() and path.is_relative_to(copying.converted_dir)
+        assert len(read_audio(path, 16000)) == row.num_samples == 24000
 
 
 def test_policies_are_checked(tmp_path: Path) -> None:

@@ -10,12 +10,14 @@ missing        listed (tsv, list) but not there  skip, fail
 unreadable     no audio header / corrupt         skip, fail
 empty          0 samples                         skip, fail
 too_short      under ``min_seconds``             skip, fail
-wrong_rate     not the corpus sample rate        resample (on the fly), skip, fail
-multichannel   more than one channel             downmix (on the fly), skip, fail
+wrong_rate     not the corpus sample rate        resample, convert, skip, fail
+multichannel   more than one channel             downmix, convert, skip, fail
 =============  ================================  =========================================
 
 ``resample`` and ``downmix`` keep the file: rows get their length at the corpus rate and every
 reader converts while reading (:func:`speakerid.data.audio.read_audio` with ``convert``).
+``convert`` writes a 16-bit mono copy at the corpus rate once, into the cache, and the row points
+there (for slow-to-decode or remote files read many times).
 """
 
 import json
@@ -38,8 +40,8 @@ ACTIONS = {
     "unreadable": ("skip", "fail"),
     "empty": ("skip", "fail"),
     "too_short": ("skip", "fail"),
-    "wrong_rate": ("resample", "skip", "fail"),
-    "multichannel": ("downmix", "skip", "fail"),
+    "wrong_rate": ("resample", "convert", "skip", "fail"),
+    "multichannel": ("downmix", "convert", "skip", "fail"),
 }
 
 
@@ -130,16 +132,16 @@ class Validator:
         fixes = []
         if info.samplerate != self.sample_rate:
             detail = f"sample rate {info.samplerate} Hz, expected {self.sample_rate} Hz"
-            if self.problem(path, "wrong_rate", detail) != "resample":
+            action = self.problem(path, "wrong_rate", detail)
+            if action not in ("resample", "convert"):
                 return None
-            fixes.append("resample")
+            fixes.append(action)
         if info.channels != 1:
-            if (
-                self.problem(path, "multichannel", f"{info.channels} channels, expected mono")
-                != "downmix"
-            ):
+            detail = f"{info.channels} channels, expected mono"
+            action = self.problem(path, "multichannel", detail)
+            if action not in ("downmix", "convert"):
                 return None
-            fixes.append("downmix")
+            fixes.append(action)
         samples = converted_length(int(info.frames), int(info.samplerate), self.sample_rate)
         if samples < self.min_samples:
             seconds = samples / self.sample_rate

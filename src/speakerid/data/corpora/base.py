@@ -15,9 +15,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import soundfile as sf
+
+from speakerid.data.audio import read_audio
 from speakerid.data.manifest import Manifest, Utterance, cache_path, require_nonempty
 from speakerid.data.validation import ValidationReport, Validator, make_policy
 from speakerid.errors import ConfigError, CorpusError
+from speakerid.utils.io import atomic_path
 from speakerid.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -151,10 +155,13 @@ class AudioCorpus:
             checked = validator.check(self.root / entry.path)
             if checked is None:
                 continue
+            path = entry.path
+            if "convert" in checked.fixes:
+                path = self._converted_copy(entry.path)
             rows.append(
                 Utterance(
                     entry.utt_id,
-                    str(entry.path),
+                    str(path),
                     entry.speaker,
                     entry.session,
                     checked.num_samples,
@@ -167,6 +174,23 @@ class AudioCorpus:
             )
         self.report = validator.finish(self.report_path())
         return Manifest(self.root, rows)
+
+    @property
+    def converted_dir(self) -> Path:
+        """Where ``convert`` policies write their copies."""
+        return self.cache_dir / "converted" / self.report_path().stem
+
+    def _converted_copy(self, path: Path) -> Path:
+        """A mono ``sample_rate`` 16-bit wav copy of ``path`` (made once; absolute)."""
+        source = self.root / path
+        relative = path.relative_to(self.root) if path.is_absolute() else path
+        copy = (self.converted_dir / relative).with_suffix(".wav")
+        if not copy.is_file() or copy.stat().st_mtime_ns < source.stat().st_mtime_ns:
+            wav = read_audio(source, self.sample_rate, convert=True)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(copy) as tmp:
+                sf.write(str(tmp), wav, self.sample_rate, subtype="PCM_16", format="WAV")
+        return copy.resolve()
 
     def _filtered(self, manifest: Manifest) -> Manifest:
         rows = list(manifest)
