@@ -42,6 +42,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             cfg.data.num_speakers = len(datamodule.speakers)
         log.info("data.num_speakers=null: %d training speakers", cfg.data.num_speakers)
     system = instantiate(cfg.system)
+    if cfg.get("init_from"):
+        init_backbone(system, cfg.init_from)
     trainer, loggers = make_trainer(cfg)
     trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -77,6 +79,23 @@ def _logger(node: DictConfig, wandb_id: str | None):
     """Instantiate a logger; a W&B one continues the run ``wandb_id`` when resuming."""
     resume = {"id": wandb_id, "resume": "allow"} if wandb_id and "wandb" in node._target_ else {}
     return instantiate(node, **resume)
+
+
+def init_backbone(system, ckpt_path: str) -> None:
+    """Start from another run's backbone (two-stage training: softmax pre-training, then triplet
+    fine-tuning); the loss head and the optimizer start fresh."""
+    state = load_checkpoint(ckpt_path)["state_dict"]
+    weights = {
+        k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
+    }
+    if not weights:
+        raise ConfigError(f"{ckpt_path}: no backbone weights in this checkpoint")
+    try:
+        system.backbone.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise ConfigError(f"{ckpt_path}: its backbone does not fit this one ({first})") from None
+    log.info("backbone initialized from %s", ckpt_path)
 
 
 def _stored_wandb_id(ckpt_path: str | None) -> str | None:

@@ -1,5 +1,6 @@
 """Every config composes and instantiates; every plug-in YAML trains one step with gradients."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tests.conftest import CONF, TINY_MODEL, compose_config, tiny_overrides
+
+from speakerid.losses import MultiTask
 
 
 def _choices(group: str) -> list[str]:
@@ -34,8 +37,33 @@ def test_experiments_compose_on_the_builtin_corpus(experiment: str) -> None:
     if experiment.startswith("enhance_"):  # experiments of speakerid-enhance
         cfg = compose_config("enhance", [f"experiment={experiment}", "data.store=x"])
     else:
-        cfg = compose_config("train", [f"experiment={experiment}", "data=synthetic"])
+        extra = ["init_from=x.ckpt"] if experiment == "deep_speaker_triplet" else []
+        cfg = compose_config("train", [f"experiment={experiment}", "data=synthetic", *extra])
     instantiate(cfg.system)  # the model builds from the composed values
+
+
+@pytest.mark.parametrize(
+    "experiment", [e for e in _choices("experiment") if not e.startswith("enhance_")]
+)
+def test_every_training_experiment_takes_a_step(
+    experiment: str, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    """Its own front end, backbone (full size), head and sampler, on the tiny corpus."""
+    overrides = [f"experiment={experiment}", *tiny_overrides(tiny_data_dir, tmp_path)]
+    if experiment == "deep_speaker_triplet":
+        overrides.append("init_from=null")  # the two-stage wiring has its own test
+    cfg = compose_config("train", overrides)
+    if cfg.data.sampler is not None:
+        cfg.data.sampler.speakers, cfg.data.sampler.utterances = 2, 2
+    system = instantiate(cfg.system)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    out = system.loss(system(batch.wav, batch.lengths), batch.labels)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in system.backbone.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +87,12 @@ def test_every_choice_composes(group: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("search", _choices("hparams_search"))
 def test_every_hyperparameter_search_composes_and_names_real_keys(search: str) -> None:
-    cfg = compose_config("train", [f"hparams_search={search}"])
+    """With the experiment its description names (``experiment=...``), if any."""
+    header = (CONF / "hparams_search" / f"{search}.yaml").read_text().split("\n", 2)[1]
+    experiment = re.findall(r"experiment=(\w+)", header)
+    cfg = compose_config(
+        "train", [f"hparams_search={search}", *(f"experiment={e}" for e in experiment)]
+    )
     sweeper = HydraConfig.get().sweeper
     assert "optuna" in sweeper._target_ and HydraConfig.get().mode.name == "MULTIRUN"
     for key in sweeper.params:
@@ -76,22 +109,35 @@ def test_the_slurm_launcher_starts_one_task_per_gpu() -> None:
 
 def _plugin_cases() -> list[tuple[str, str]]:
     return [("model/backbone", c) for c in _choices("model/backbone")] + [
-        (g, c) for g in ("loss", "features") for c in _choices(g)
+        (g, c)
+        for g in ("loss", "features", "sampler", "augment", "feature_augment")
+        for c in _choices(g)
     ]
+
+
+SMALL_BATCHES = ["sampler=speaker_batches", "data.sampler.speakers=2", "data.sampler.utterances=2"]
 
 
 @pytest.mark.parametrize(("group", "choice"), _plugin_cases())
 def test_plugin_trains_one_step(
     group: str, choice: str, tiny_data_dir: Path, tmp_path: Path
 ) -> None:
-    overrides = [*tiny_overrides(tiny_data_dir, tmp_path), f"{group}={choice}"]
+    key = "augment@data.augment" if group == "augment" else group
+    overrides = [*tiny_overrides(tiny_data_dir, tmp_path), f"{key}={choice}"]
     if group != "model/backbone":
         overrides += [f"{k}={v}" for k, v in TINY_MODEL.items()]
+    if group == "loss":  # N x M batches suit every head (metric heads need them)
+        overrides += SMALL_BATCHES
+    if group == "sampler":
+        overrides += ["data.sampler.speakers=2"]
+    if choice == "multitask":
+        overrides += ["data.extra_labels=[gender]"]
     cfg = compose_config("train", overrides)
     system = instantiate(cfg.system)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
+    assert torch.isfinite(batch.wav).all()  # waveform augmentation included
     embeddings = system(batch.wav, batch.lengths)
     assert embeddings.shape == (len(batch.wav), system.backbone.embed_dim)
     out = system.loss(embeddings, _head_inputs(system.loss, batch.labels, embeddings.shape[1], 5))
@@ -103,7 +149,12 @@ def test_plugin_trains_one_step(
 
 
 def _head_inputs(head: torch.nn.Module, speakers: torch.Tensor, dim: int, classes: int):
-    """Labels (B,3) — speaker, session, other speaker — and, for target heads, random targets."""
+    """Labels (B,3) — speaker, session, other speaker — and, for target heads, random targets;
+    a multi-task head gets (B,2), speaker and gender (the data module's ``extra_labels``)."""
+    if speakers.ndim == 2:  # already (B, 1 + K) from the data module
+        return speakers
+    if isinstance(head, MultiTask):
+        return torch.stack([speakers, speakers % 2], dim=1)
     if hasattr(head, "set_targets"):
         head.set_targets(torch.randn(classes, dim))
     sessions = torch.arange(len(speakers)) % 2

@@ -15,7 +15,7 @@ from tests.conftest import TINY_MODEL, compose_config, tiny_overrides, tiny_trai
 
 from speakerid.errors import ConfigError
 from speakerid.evaluate import evaluate, load_checkpoint
-from speakerid.train import train
+from speakerid.train import init_backbone, train
 
 BIN = Path(sys.executable).parent
 
@@ -231,3 +231,72 @@ def test_compiled_backbone_trains_and_keeps_its_checkpoint_keys(tiny_train_cfg: 
     out = Path(tiny_train_cfg.paths.output_dir)
     keys = load_checkpoint(out / "checkpoints" / "last.ckpt")["state_dict"]
     assert not any("_orig_mod" in k for k in keys) and any(k.startswith("backbone.") for k in keys)
+
+
+def test_two_stage_training_starts_from_the_first_stages_backbone(
+    tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    """Deep Speaker's recipe: softmax pre-training, then triplet fine-tuning from its backbone."""
+    first = tiny_train_config(tiny_data_dir, tmp_path / "one", "test=false")
+    train(first)
+    checkpoint = tmp_path / "one" / "checkpoints" / "last.ckpt"
+    stage_two = [
+        "loss=triplet",
+        "sampler=triplet",
+        "data.sampler.speakers=2",
+        f"init_from={checkpoint}",
+        "test=false",
+    ]
+    second = tiny_train_config(tiny_data_dir, tmp_path / "two", *stage_two)
+    system = instantiate(second.system)
+    init_backbone(system, str(checkpoint))
+    trained = load_checkpoint(checkpoint)["state_dict"]
+    for name, value in system.backbone.state_dict().items():
+        torch.testing.assert_close(value, trained[f"backbone.{name}"])
+    metrics = train(second)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    other = tiny_train_config(tiny_data_dir, tmp_path / "three", "model.backbone.channels=8")
+    with pytest.raises(ConfigError, match="its backbone does not fit this one"):
+        init_backbone(instantiate(other.system), str(checkpoint))
+
+
+def test_metadata_labels_reach_a_multitask_head(tiny_data_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_train_config(
+        tiny_data_dir, tmp_path, "loss=multitask", "data.extra_labels=[gender]", "test=false"
+    )
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch.labels.shape == (len(batch.wav), 2)
+    assert datamodule.label_vocab == {"gender": ["female", "male"]}
+    genders = {u.speaker: u.gender for u in datamodule.train_rows}
+    for speaker, gender in zip(
+        batch.labels[:, 0].tolist(), batch.labels[:, 1].tolist(), strict=True
+    ):
+        assert ["female", "male"][gender] == genders[datamodule.speakers[speaker]]
+    metrics = train(cfg)
+    assert 0 <= metrics["train/acc"] <= 1
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        ["loss=ge2e", "sampler=speaker_batches", "data.sampler.speakers=3"],
+        ["loss=contrastive_center"],
+        [
+            "loss=am_softmax",
+            "+callbacks.margin_warmup._target_=speakerid.losses.MarginWarmup",
+            "+callbacks.margin_warmup.steps=100",
+        ],
+    ],
+    ids=["ge2e", "contrastive_center", "am_softmax_warmup"],
+)
+def test_heads_train_through_lightning(tiny_data_dir: Path, tmp_path: Path, head) -> None:
+    metrics = train(tiny_train_config(tiny_data_dir, tmp_path, "test=false", *head))
+    assert torch.isfinite(torch.tensor(metrics["train/loss"])) and 0 <= metrics["val/eer"] <= 1
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    if "loss=contrastive_center" in head:  # the centers' own optimizer stepped every step
+        steps = saved["state_dict"]["loss._extra_state"]["center_optimizer"]["state"][0]["step"]
+        assert int(steps) == saved["global_step"] > 0
+    if "loss=am_softmax" in head:  # the margin ramps with the step
+        assert saved["callbacks"]["MarginWarmup"]["target"] == pytest.approx(0.2)

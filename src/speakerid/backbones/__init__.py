@@ -1,5 +1,19 @@
 """Speaker encoders: ``(B,T,F), (B,) frames -> (B,D)``; each exposes ``embed_dim``."""
 
+from speakerid.backbones.audio_encoder import AudioEncoder, AudioEncoderRaw
 from speakerid.backbones.ecapa_tdnn import EcapaTdnn
+from speakerid.backbones.projected import Projected
+from speakerid.backbones.rescnn import ResCnn
+from speakerid.backbones.resnet import ResNet18, ResNet34
+from speakerid.backbones.xvector import XVector
 
-__all__ = ["EcapaTdnn"]
+__all__ = [
+    "AudioEncoder",
+    "AudioEncoderRaw",
+    "EcapaTdnn",
+    "Projected",
+    "ResCnn",
+    "ResNet18",
+    "ResNet34",
+    "XVector",
+]

@@ -1,7 +1,7 @@
 """SpeakerDataModule: speaker-disjoint train / validation / test from one corpus."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -184,6 +184,11 @@ class SpeakerDataModule(L.LightningDataModule):
             ``infinite`` (one endless epoch: train with ``trainer.max_steps`` and an integer
             ``trainer.val_check_interval``).
         shard_buffer: utterances shuffled together when streaming shards.
+        sampler: a partial of a batch sampler over the training speakers, such as
+            :class:`~speakerid.data.samplers.SpeakerBatchSampler` (N x M batches; its N*M
+            replaces ``batch_size``), or None: shuffled utterances.
+        extra_labels: metadata labels added after the speaker (``gender``, ``language``, ...):
+            training labels become (B, 1 + K), for multi-task heads.
     """
 
     def __init__(
@@ -207,6 +212,8 @@ class SpeakerDataModule(L.LightningDataModule):
         iden_split: str | None = None,
         shards: str | None = None,
         test_speakers: float = 0,
+        sampler: Callable | None = None,
+        extra_labels: Sequence[str] = (),
         shard_mode: str = "epoch",
         shard_buffer: int = 1000,
     ) -> None:
@@ -233,6 +240,9 @@ class SpeakerDataModule(L.LightningDataModule):
         self.shards = shards
         self.shard_mode = shard_mode
         self.test_speakers = test_speakers
+        self.sampler = sampler
+        self.extra_labels = list(extra_labels)
+        self.label_vocab: dict[str, list[str]] = {}
         self.shard_buffer = shard_buffer
         self.iden_test_rows: list[Utterance] = []  # split 3 of the training speakers
         self._train_loader: ResumableLoader | ShardLoader | None = None
@@ -277,7 +287,7 @@ class SpeakerDataModule(L.LightningDataModule):
         self.train_rows = [u for u in self.manifest if u.speaker in label]
         if self.iden_split:
             self.train_rows, self.iden_test_rows = self._split_identification(self.train_rows)
-        self._train_labels = [label[u.speaker] for u in self.train_rows]
+        self._train_labels = self._labels(label)
         self.val_trials = self._generated_trials("val", val)
         log.info(
             "training: %d utterances of %d speakers; validation: %d trials of %d; test: %s",
@@ -287,6 +297,29 @@ class SpeakerDataModule(L.LightningDataModule):
             len(self.val_trials.utterances),
             f"{len(self.test_trials.labels)} trials" if self.test_trials else "none",
         )
+
+    def _labels(self, speaker_class: dict[str, int]) -> np.ndarray:
+        """(N,) speaker classes, or (N, 1 + K) with the ``extra_labels`` columns (-100 where the
+        corpus states nothing); each metadata vocabulary is the sorted training values."""
+        speakers = np.array([speaker_class[u.speaker] for u in self.train_rows], dtype=np.int64)
+        if not self.extra_labels:
+            return speakers
+        columns = [speakers]
+        self.label_vocab = {}
+        for name in self.extra_labels:
+            if name not in ("gender", "language", "age", "accent"):
+                raise ConfigError(
+                    f"data.extra_labels: unknown {name!r} (gender, language, age, accent)"
+                )
+            values = [getattr(u, name) for u in self.train_rows]
+            vocab = sorted({v for v in values if v})
+            if not vocab:
+                raise ConfigError(f"data.extra_labels: the corpus states no {name} for any speaker")
+            self.label_vocab[name] = vocab
+            index = {v: i for i, v in enumerate(vocab)}
+            columns.append(np.array([index.get(v, -100) for v in values], dtype=np.int64))
+            log.info("label %s: %s", name, ", ".join(vocab))
+        return np.stack(columns, axis=1)
 
     def _generated_trials(self, name: str, speakers: set[str]) -> TrialSet:
         """Trials among all utterances of ``speakers`` (same and different speaker)."""
@@ -332,8 +365,11 @@ class SpeakerDataModule(L.LightningDataModule):
         return self._train_loader
 
     def _shard_loader(self) -> ShardLoader:
-        if self.iden_split:
-            raise ConfigError("data.shards cannot be combined with data.iden_split")
+        if self.iden_split or self.sampler is not None or self.extra_labels:
+            raise ConfigError(
+                "data.shards streams shuffled utterances with speaker labels: it cannot be "
+                "combined with data.iden_split, data.sampler or data.extra_labels"
+            )
         trainer = getattr(self, "trainer", None)
         if self.shard_mode == "infinite" and trainer is not None:
             if trainer.max_steps is None or trainer.max_steps < 0:
@@ -372,6 +408,21 @@ class SpeakerDataModule(L.LightningDataModule):
             self.sample_rate,
             self.augment,
         )
+        if self.sampler is not None:
+            speakers = (
+                self._train_labels if self._train_labels.ndim == 1 else self._train_labels[:, 0]
+            )
+            sampler = self.sampler(labels=speakers, seed=torch.initial_seed())
+            return ResumableLoader(
+                dataset,
+                sampler,
+                batch_size=sampler.batch_size,
+                drop_last=True,
+                num_workers=self.num_workers,
+                collate_fn=collate,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.num_workers > 0,
+            )
         drop_last = len(dataset) > self.batch_size
         return ResumableLoader(
             dataset,

@@ -32,7 +32,7 @@ class CropDataset(Dataset):
     Args:
         paths: audio files.
         num_samples: length of each file in samples (from the manifest; no header reads here).
-        labels: speaker class of each file.
+        labels: speaker class of each file, or (N,K) rows (speaker first, then metadata labels).
         crop_samples: samples per crop.
         sample_rate: rate every file has.
         augment: ``(wav, rng) -> wav`` applied to each crop, or None.
@@ -72,7 +72,8 @@ class CropDataset(Dataset):
             )
         if self.augment is not None:
             wav = self.augment(wav, rng)
-        return wav, int(self.labels[index]), index
+        label = self.labels[index]
+        return wav, int(label) if label.ndim == 0 else label, index
 
 
 class UtteranceDataset(Dataset):
@@ -138,6 +139,6 @@ def collate(items: Sequence[tuple[np.ndarray, int, int]]) -> SpeakerBatch:
     wav = torch.zeros(len(items), int(lengths.max()))
     for row, (samples, _, _) in enumerate(items):
         wav[row, : len(samples)] = torch.from_numpy(samples)
-    labels = torch.tensor([label for _, label, _ in items])
+    labels = torch.as_tensor(np.stack([np.asarray(label) for _, label, _ in items]))
     index = torch.tensor([i for _, _, i in items])
     return SpeakerBatch(wav, lengths, labels, index)

@@ -88,3 +88,77 @@ class ResumableLoader(DataLoader):
     def __iter__(self):
         self.finished_batches = self.sampler.skip // self.batch_size  # 0 unless resuming
         return super().__iter__()
+
+
+class SpeakerBatchSampler(ResumableSampler):
+    """Batches of N speakers x M utterances (GE2E, prototypical and triplet heads), resumable.
+
+    Per epoch, with a generator seeded by (seed, epoch): each speaker with at least M files gets
+    its files shuffled ``max_uses`` times over (so no file appears more than ``max_uses`` times in
+    an epoch) and cut into chunks of M distinct files; batches take one chunk from each of N
+    different speakers (no speaker twice in a batch), always from the speakers with the most
+    chunks left, which fills ``floor(chunks / N)`` batches (a speaker's surplus beyond that is
+    dropped); the batches are then shuffled and dealt to processes. Items are ``(index,
+    item_seed)`` as for :class:`ResumableSampler`; the loader's batch size must be N*M.
+
+    Example:
+        >>> sampler = SpeakerBatchSampler([0, 0, 1, 1, 2, 2, 3], speakers=2, utterances=2, seed=0)
+        >>> items = [i for i, _ in sampler]
+        >>> len(items), len(items) % 4
+        (4, 0)
+    """
+
+    def __init__(
+        self,
+        labels,
+        speakers: int,
+        utterances: int,
+        seed: int,
+        max_uses: int = 1,
+    ) -> None:
+        if speakers < 1 or utterances < 1 or max_uses < 1:
+            raise ValueError("speakers, utterances and max_uses must be >= 1")
+        self.labels = np.asarray(labels)
+        self.speakers, self.utterances, self.max_uses = speakers, utterances, max_uses
+        super().__init__(len(self.labels), seed, drop_last=True)
+        self.by_speaker = [np.flatnonzero(self.labels == s) for s in np.unique(self.labels)]
+        self.by_speaker = [f for f in self.by_speaker if len(f) >= utterances]
+        chunks = sum(len(f) * max_uses // utterances for f in self.by_speaker)
+        if len(self.by_speaker) < speakers:
+            raise ValueError(
+                f"N x M batches need {speakers} speakers with >= {utterances} utterances; "
+                f"the training data has {len(self.by_speaker)}"
+            )
+        per_rank = chunks // speakers // self.num_replicas
+        self.num_samples = per_rank * speakers * utterances
+        self.total_size = self.num_samples * self.num_replicas
+
+    @property
+    def batch_size(self) -> int:
+        return self.speakers * self.utterances
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _order(self, epoch: int) -> list[int]:
+        rng = np.random.default_rng([self.seed, epoch])
+        chunks = []
+        for files in self.by_speaker:
+            pool = np.concatenate([rng.permutation(files) for _ in range(self.max_uses)])
+            usable = len(pool) // self.utterances * self.utterances
+            chunks.append(list(pool[:usable].reshape(-1, self.utterances)))
+        total = sum(len(c) for c in chunks) // self.speakers
+        cap = total
+        chunks = [c[:cap] for c in chunks]
+        priority = rng.permutation(len(chunks))  # breaks ties between equal counts at random
+        batches = []
+        for _ in range(total):
+            left = np.array([len(c) for c in chunks])
+            chosen = np.lexsort((priority, -left))[: self.speakers]
+            if left[chosen[-1]] == 0:
+                break
+            batches.append(np.concatenate([chunks[s].pop() for s in chosen]))
+        order = rng.permutation(len(batches))
+        per_rank = self.num_samples // self.batch_size
+        mine = order[self.rank :: self.num_replicas][:per_rank]
+        return [int(i) for b in mine for i in batches[b]]

@@ -1,5 +1,19 @@
 """Front ends: nn.Modules that turn waveforms into features on the batch's device."""
 
+from speakerid.features.augment import MelNoise, SpecAugment
 from speakerid.features.fbank import KaldiFbank
+from speakerid.features.spectral import LogMel, Mfcc, SpectrogramImage, Waveform
+from speakerid.features.vad import EnergyVad, SplVad, VadFrontEnd
 
-__all__ = ["KaldiFbank"]
+__all__ = [
+    "EnergyVad",
+    "KaldiFbank",
+    "LogMel",
+    "MelNoise",
+    "Mfcc",
+    "SpecAugment",
+    "SpectrogramImage",
+    "SplVad",
+    "VadFrontEnd",
+    "Waveform",
+]

@@ -22,6 +22,8 @@ class KaldiFbank(nn.Module):
         dither: Gaussian dither (on the int16 scale) added in training mode only, to the waveform
             (Kaldi draws it per frame; overlapping frames here share it).
         mean_norm: subtract each utterance's mean feature vector.
+        frame_norm: normalize each frame across its bins (zero mean, unit variance), as Deep
+            Speaker does; applied after ``mean_norm``.
         int16_scale: scale [-1, 1] input to the int16 range first, as Kaldi and WeSpeaker do.
 
     Example:
@@ -43,6 +45,7 @@ class KaldiFbank(nn.Module):
         dither: float = 0.0,
         mean_norm: bool = True,
         int16_scale: bool = True,
+        frame_norm: bool = False,
     ) -> None:
         super().__init__()
         self.num_mels = num_mels
@@ -52,6 +55,7 @@ class KaldiFbank(nn.Module):
         self.preemphasis = preemphasis
         self.dither = dither
         self.mean_norm = mean_norm
+        self.frame_norm = frame_norm
         self.scale = 32768.0 if int16_scale else 1.0
         window = torch.hann_window(self.window_size, periodic=False, dtype=torch.float64).pow(0.85)
         banks, _ = get_mel_banks(
@@ -101,4 +105,8 @@ class KaldiFbank(nn.Module):
         if self.mean_norm:
             mean = (feats * mask).sum(dim=1, keepdim=True) / num_frames.clamp_min(1)[:, None, None]
             feats = feats - mean
+        if self.frame_norm:
+            feats = (feats - feats.mean(-1, keepdim=True)) / feats.std(-1, keepdim=True).clamp_min(
+                1e-5
+            )
         return feats * mask, num_frames

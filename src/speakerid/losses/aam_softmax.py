@@ -39,7 +39,15 @@ class AamSoftmax(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_speakers, embed_dim))
         nn.init.xavier_normal_(self.weight)
         self.scale = scale
-        self.margin_fn = AdditiveAngularMargin(margin=margin, scale=scale, easy_margin=easy_margin)
+        self.easy_margin = easy_margin
+        self.set_margin(margin)
+
+    def set_margin(self, margin: float) -> None:
+        """Change the margin (the warm-up callback does, every step)."""
+        self.margin = margin
+        self.margin_fn = AdditiveAngularMargin(
+            margin=margin, scale=self.scale, easy_margin=self.easy_margin
+        )
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         cosine = nn.functional.linear(

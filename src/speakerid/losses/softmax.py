@@ -15,10 +15,11 @@ class Softmax(nn.Module):
         (torch.Size([]), torch.Size([8, 4]))
     """
 
-    def __init__(self, embed_dim: int, num_speakers: int) -> None:
+    def __init__(self, embed_dim: int, num_speakers: int, dropout: float = 0.0) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(dropout)  # Deep Speaker's pre-training uses 0.5
         self.classifier = nn.Linear(embed_dim, num_speakers)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
-        logits = self.classifier(embeddings)  # (B,D) -> (B,C)
+        logits = self.classifier(self.dropout(embeddings))  # (B,D) -> (B,C)
         return HeadOutput(nn.functional.cross_entropy(logits, label_column(labels)), logits)

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from speakerid.contracts import label_column
 from speakerid.data.datasets import SpeakerBatch
 from speakerid.metrics import EqualErrorRate, MinDCF, compute_eer, threshold_at_far
 from speakerid.scoring import cosine_scores
@@ -36,6 +37,8 @@ class EncoderModule(L.LightningModule):
         compile_backbone: ``torch.compile`` the backbone in place when fitting or testing starts
             (state-dict keys unchanged, so checkpoints stay interchangeable).
         compile_backend: the ``torch.compile`` backend (``inductor``; ``eager`` for debugging).
+        feature_augment: ``(B,T,F), (B,) -> (B,T,F)`` applied to the features in training only
+            (SpecAugment, noise on the mel spectrogram), on the device, or None.
     """
 
     def __init__(
@@ -48,9 +51,11 @@ class EncoderModule(L.LightningModule):
         far_target: float = 0.01,
         compile_backbone: bool = False,
         compile_backend: str = "inductor",
+        feature_augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.features = features
+        self.feature_augment = feature_augment
         self.backbone = backbone
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -79,13 +84,15 @@ class EncoderModule(L.LightningModule):
         """(B,S) waveforms, (B,) sample counts -> (B,D) embeddings."""
         with torch.autocast(device_type=wav.device.type, enabled=False):
             feats, frames = self.features(wav.float(), lengths)
+            if self.feature_augment is not None and self.training:
+                feats = self.feature_augment(feats, frames)
         return self.backbone(feats, frames)
 
     def training_step(self, batch: SpeakerBatch, batch_idx: int) -> Tensor:
         out = self.loss(self(batch.wav, batch.lengths), batch.labels)
         self.log("train/loss", out.loss, prog_bar=True)
         if out.logits is not None:
-            accuracy = (out.logits.argmax(dim=1) == batch.labels).float().mean()
+            accuracy = (out.logits.argmax(dim=1) == label_column(batch.labels)).float().mean()
             self.log("train/acc", accuracy, prog_bar=True)
         return out.loss
 
@@ -136,6 +143,18 @@ class EncoderModule(L.LightningModule):
         if stage == "test":
             self.log("test/eer_threshold", compute_eer(scores, labels)[1])
             self.log("test/far_threshold", threshold_at_far(scores, labels, self.far_target)[0])
+
+    def optimized_parameters(self) -> list[nn.Parameter]:
+        """What the configured optimizer updates: everything but parameters a loss head
+        optimizes itself (the contrastive-center loss's centers)."""
+        own = {id(p) for p in getattr(self.loss, "own_parameters", list)()}
+        return [p for p in self.parameters() if id(p) not in own]
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        """With the main optimizer's step (after the backward pass, gradients accumulated): the
+        head's own optimizer steps too."""
+        if hasattr(self.loss, "step_own"):
+            self.loss.step_own()
 
     def configure_optimizers(self) -> dict:
         return configure_optimizers(self, self.optimizer_factory, self.scheduler_factory)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 import lightning as L
 from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
 
 class WarmupCosine:
@@ -40,6 +40,45 @@ class WarmupCosine:
         return {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}
 
 
+class InverseStepClip:
+    """The GE2E project's rate: ``clip(1 / step, min_lr, max_lr)`` (steps counted from 1), as a
+    factor of the optimizer's configured rate, which should be ``max_lr``.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+        >>> sched = InverseStepClip()(opt, total_steps=100)["scheduler"]
+        >>> [round(f(s), 3) for f in sched.lr_lambdas for s in (0, 1999, 20000)]
+        [1.0, 0.5, 0.1]
+    """
+
+    def __init__(self, max_lr: float = 1e-3, min_lr: float = 1e-4) -> None:
+        self.max_lr, self.min_lr = max_lr, min_lr
+
+    def __call__(self, optimizer: Optimizer, total_steps: int) -> dict:
+        del total_steps
+
+        def factor(step: int) -> float:
+            return min(max(1.0 / (step + 1), self.min_lr), self.max_lr) / self.max_lr
+
+        return {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}
+
+
+class OnPlateau:
+    """ReduceLROnPlateau on a logged metric, checked after every validation (Hive-MTL)."""
+
+    def __init__(
+        self, monitor: str = "val/eer", mode: str = "min", factor: float = 0.5, patience: int = 2
+    ) -> None:
+        self.monitor, self.mode, self.factor, self.patience = monitor, mode, factor, patience
+
+    def __call__(self, optimizer: Optimizer, total_steps: int) -> dict:
+        del total_steps
+        scheduler = ReduceLROnPlateau(
+            optimizer, mode=self.mode, factor=self.factor, patience=self.patience
+        )
+        return {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"}
+
+
 class PerEpoch:
     """Any torch scheduler stepped once per epoch, e.g. ``StepLR`` or ``ExponentialLR``."""
 
@@ -56,9 +95,11 @@ def configure_optimizers(
     optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
     scheduler: Callable[[Optimizer, int], dict] | None,
 ) -> dict:
-    """What a system's ``configure_optimizers`` returns: the optimizer over all its parameters,
-    and the schedule sized by the trainer's total steps."""
-    built = optimizer(module.parameters())
+    """What a system's ``configure_optimizers`` returns: the optimizer over its parameters (those
+    of ``optimized_parameters()`` when the system has it), and the schedule sized by the
+    trainer's total steps."""
+    params = getattr(module, "optimized_parameters", module.parameters)()
+    built = optimizer(params)
     if scheduler is None:
         return {"optimizer": built}
     return {

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Short CPU runs of every training experiment on the built-in corpus, as in docs/results.md:
+# reduced widths, a few epochs; each run's folder is logs/results/<name>, timings in logs/results/times.tsv.
+# Usage: bash scripts/results.sh [name ...]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export WANDB_MODE=offline HF_HUB_OFFLINE=1
+BIN=.venv/bin
+OUT=logs/results
+mkdir -p "$OUT"
+COMMON=(trainer=cpu data.num_workers=2 data.pin_memory=false callbacks.rich_progress_bar=null trainer.enable_progress_bar=false)
+
+run() {  # name, overrides...
+  local name=$1; shift
+  local start=$SECONDS
+  "$BIN/speakerid-train" "${COMMON[@]}" "hydra.run.dir=$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
+  printf '%s\t%s\n' "$name" "$((SECONDS - start))" >> "$OUT/times.tsv"
+}
+
+evaluate() {  # name: identification (top-1/top-5) and the full report
+  "$BIN/speakerid-eval" "ckpt_path=$OUT/$1/checkpoints/last.ckpt" > "$OUT/$1.eval.log" 2>&1
+}
+
+want() { [ $# -eq 0 ] || [[ " $* " == *" $NAME "* ]]; }
+ALL=("$@")
+
+NAME=ge2e_audio_encoder; want "${ALL[@]}" && run $NAME experiment=$NAME model.backbone.depth=64 trainer.max_epochs=6
+NAME=deep_speaker; want "${ALL[@]}" && run $NAME experiment=$NAME 'model.backbone.channels=[16,32,64,128]' trainer.max_epochs=5
+NAME=deep_speaker_triplet; want "${ALL[@]}" && run $NAME experiment=$NAME 'model.backbone.channels=[16,32,64,128]' \
+  "init_from=$OUT/deep_speaker/checkpoints/last.ckpt" trainer.max_epochs=3
+NAME=hive_mtl; want "${ALL[@]}" && run $NAME experiment=$NAME 'model.backbone.backbone.channels=[16,32,64,128]' trainer.max_epochs=5
+NAME=resnet18_vox1_iden; want "${ALL[@]}" && run $NAME experiment=$NAME model.backbone.width=16 \
+  model.backbone.embed_dim=128 features.num_mels=112 trainer.max_epochs=6 && evaluate $NAME
+NAME=resnet18_vox1_iden_ccl; want "${ALL[@]}" && run $NAME experiment=$NAME model.backbone.width=16 \
+  model.backbone.embed_dim=128 features.num_mels=112 trainer.max_epochs=6 && evaluate $NAME
+NAME=ecapa_aam; want "${ALL[@]}" && run $NAME experiment=$NAME model.backbone.channels=128 trainer.max_epochs=5
+NAME=resnet34_aam; want "${ALL[@]}" && run $NAME experiment=$NAME model.backbone.width=8 \
+  model.backbone.embed_dim=128 callbacks.margin_warmup.steps=200 trainer.max_epochs=5
+echo "done: $OUT"

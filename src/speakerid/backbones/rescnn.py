@@ -1,0 +1,74 @@
+"""Deep Speaker's ResCNN (Li et al., 2017)."""
+
+from torch import Tensor, nn
+
+from speakerid.backbones.pooling import masked_mean, scaled_lengths, time_mask
+
+
+class ClippedReLU(nn.Module):
+    """min(max(x, 0), ceiling)."""
+
+    def __init__(self, ceiling: float = 20.0) -> None:
+        super().__init__()
+        self.ceiling = ceiling
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.clamp(0.0, self.ceiling)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            ClippedReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        self.out = ClippedReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(x + self.body(x))
+
+
+class ResCnn(nn.Module):
+    """Deep Speaker's residual CNN, https://arxiv.org/abs/1705.02304 (Li et al., 2017).
+
+    Four stages (64, 128, 256, 512 filters), each a 5x5 stride-2 convolution -> BN -> clipped
+    ReLU, then ``blocks`` residual blocks; the (T/16, F/16 x 512) map is averaged over real frames
+    -> Linear -> L2. With 64 filterbanks that is 2,048 features per frame, as in the paper.
+
+    Example:
+        >>> net = ResCnn(num_mels=64, channels=(4, 8, 8, 8), embed_dim=16, blocks=1)
+        >>> net(torch.randn(2, 64, 64), torch.tensor([64, 40])).shape
+        torch.Size([2, 16])
+    """
+
+    def __init__(
+        self,
+        num_mels: int = 64,
+        channels: tuple[int, ...] | list[int] = (64, 128, 256, 512),
+        embed_dim: int = 512,
+        blocks: int = 3,
+    ) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        stages, c_in, bins = [], 1, num_mels
+        for c_out in channels:
+            stages += [
+                nn.Conv2d(c_in, c_out, 5, stride=2, padding=2, bias=False),
+                nn.BatchNorm2d(c_out),
+                ClippedReLU(),
+                *(_ResBlock(c_out) for _ in range(blocks)),
+            ]
+            c_in, bins = c_out, (bins + 1) // 2
+        self.stages = nn.Sequential(*stages)
+        self.linear = nn.Linear(c_in * bins, embed_dim)
+
+    def forward(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
+        x = self.stages(features.unsqueeze(1))  # (B,C,T',F')
+        b, c, t, f = x.shape
+        x = x.permute(0, 1, 3, 2).reshape(b, c * f, t)  # (B, C*F', T')
+        mask = time_mask(scaled_lengths(lengths, features.shape[1], t), t, b, x.device)
+        return nn.functional.normalize(self.linear(masked_mean(x, mask)), dim=-1)
