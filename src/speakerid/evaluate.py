@@ -60,7 +60,12 @@ def evaluate(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.output_dir) if cfg.output_dir else _run_folder(Path(cfg.ckpt_path))
     stored = stored_thresholds(checkpoint).get("eer")
     report, images = analyse(
-        system.test_embeddings, evalset, cfg.evaluation, out_dir, stored, _classifier(system)
+        system.test_embeddings,
+        evalset,
+        cfg.evaluation,
+        out_dir,
+        stored,
+        _classifier(system, 1 + len(run_cfg.data.get("speed_classes") or [])),
     )
     cosine = report["verification"].get("cosine")
     report.update(
@@ -94,13 +99,19 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
-def _classifier(system: torch.nn.Module):
-    """Embeddings -> the loss head's class logits (None for heads without a classifier)."""
+def _classifier(system: torch.nn.Module, copies: int = 1):
+    """Embeddings -> the loss head's class logits (None for heads without a classifier).
+
+    With speed-perturbed copies as classes (``data.speed_classes``), a speaker's score is the
+    best of its copies', so predictions name training speakers."""
+    classify = getattr(system.loss, "classify", None)
 
     @torch.inference_mode()
     def logits(embeddings: torch.Tensor) -> torch.Tensor | None:
-        labels = torch.zeros(len(embeddings), dtype=torch.long)  # required, unused for logits
-        return system.loss(embeddings, labels).logits
+        if classify is None:
+            return None
+        out = classify(embeddings)
+        return out.reshape(len(out), copies, -1).amax(1) if copies > 1 else out
 
     return logits
 

@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tests.conftest import TINY_DATA
@@ -140,3 +141,39 @@ def test_iden_split_holds_out_split_3(tiny_corpus: SyntheticCorpus, tmp_path: Pa
     bad.write_text("1 id10001/session01/00001.wav\n4 id10001/session01/00002.wav\n")
     with pytest.raises(ListFileError, match=r"bad_split\.txt:2: expected '1\|2\|3 path'"):
         read_iden_split(bad)
+
+
+def test_speed_perturbed_copies_become_new_speakers(tiny_corpus: SyntheticCorpus) -> None:
+    plain = _datamodule(tiny_corpus)
+    plain.setup("fit")
+    n, rows = len(plain.speakers), len(plain.train_rows)
+    dm = _datamodule(tiny_corpus, speed_classes=[0.9, 1.1], num_speakers=3 * n)
+    dm.setup("fit")
+    assert len(dm.speakers) == 3 * n and len(dm.train_rows) == 3 * rows
+    assert dm.speakers[n].endswith("@speed0.9") and dm.speakers[2 * n].endswith("@speed1.1")
+    labels = torch.cat([b.labels for b in dm.train_dataloader()])
+    assert labels.max() >= 2 * n and labels.min() < n
+    dataset = dm.train_dataloader().dataset
+    same = dataset[(0, 5)][0], dataset[(rows, 5)][0]  # a file and its 0.9x copy, one seed
+    assert same[0].shape == same[1].shape and not np.array_equal(*same)
+    with pytest.raises(
+        ConfigError, match=rf"gives {3 * n} training classes .*: set data\.num_speakers={3 * n}"
+    ):
+        _datamodule(tiny_corpus, speed_classes=[0.9, 1.1], num_speakers=n).setup("fit")
+
+
+def test_first_speakers_and_a_seeded_identification_resplit(tiny_corpus: SyntheticCorpus) -> None:
+    dm = _datamodule(tiny_corpus, max_speakers=3, num_speakers=3)
+    dm.setup("fit")
+    assert dm.speakers == sorted(dm.speakers) and len(dm.speakers) == 3
+    resplit = _datamodule(tiny_corpus, iden_split="iden_split.txt", iden_resplit=[0.5, 0.0, 0.5])
+    resplit.setup("fit")
+    per_speaker = {s: 0 for s in resplit.speakers}
+    for u in resplit.train_rows:
+        per_speaker[u.speaker] += 1
+    tested = {s: 0 for s in resplit.speakers}
+    for u in resplit.iden_test_rows:
+        tested[u.speaker] += 1
+    assert per_speaker == tested  # half and half of every speaker's files
+    with pytest.raises(ConfigError, match="three fractions summing to 1"):
+        _datamodule(tiny_corpus, iden_resplit=[0.5, 0.6, 0.1])

@@ -156,17 +156,14 @@ def test_each_run_in_a_process_gets_its_own_wandb_run(tmp_path: Path) -> None:
     assert list((tmp_path / "second" / "wandb").glob("offline-run-*"))
 
 
-@pytest.mark.slow
-def test_a_two_run_sweep_writes_each_run_into_its_own_folder(
-    tiny_data_dir: Path, tmp_path: Path
-) -> None:
+def _multirun(tiny_data_dir: Path, tmp_path: Path, *args: str) -> None:
+    """``speakerid-train`` as a subprocess on the tiny corpus and model, sweep folder in tmp."""
     overrides = [o for o in tiny_overrides(tiny_data_dir, tmp_path) if "output_dir" not in o]
     overrides += [f"{k}={v}" for k, v in TINY_MODEL.items()]
     run = subprocess.run(
         [
             BIN / "speakerid-train",
-            "-m",
-            "loss.margin=0.1,0.3",
+            *args,
             "debug=fast_dev_run",
             "callbacks.rich_progress_bar=null",
             f"hydra.sweep.dir={tmp_path}/sweep",
@@ -178,6 +175,13 @@ def test_a_two_run_sweep_writes_each_run_into_its_own_folder(
         env={**os.environ, "CI": "true", "WANDB_MODE": "offline"},
     )
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_two_run_sweep_writes_each_run_into_its_own_folder(
+    tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    _multirun(tiny_data_dir, tmp_path, "-m", "loss.margin=0.1,0.3")
     for job, margin in (("0", "0.1"), ("1", "0.3")):
         folder = tmp_path / "sweep" / job
         assert f"loss.margin={margin}" in (folder / ".hydra" / "overrides.yaml").read_text()
@@ -186,26 +190,13 @@ def test_a_two_run_sweep_writes_each_run_into_its_own_folder(
 
 @pytest.mark.slow
 def test_an_optuna_search_keeps_its_study_in_sqlite(tiny_data_dir: Path, tmp_path: Path) -> None:
-    overrides = [o for o in tiny_overrides(tiny_data_dir, tmp_path) if "output_dir" not in o]
-    overrides += [f"{k}={v}" for k, v in TINY_MODEL.items()]
-    run = subprocess.run(
-        [
-            BIN / "speakerid-train",
-            "hparams_search=aam_optuna_sqlite",  # sets -m itself
-            "hydra.sweeper.n_trials=2",
-            "debug=fast_dev_run",
-            "optimized_metric=train/loss",  # fast_dev_run validates one batch only
-            "callbacks.rich_progress_bar=null",
-            f"hydra.sweep.dir={tmp_path}/sweep",
-            f"paths.log_dir={tmp_path}/logs",
-            *overrides,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "CI": "true", "WANDB_MODE": "offline"},
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    _multirun(
+        tiny_data_dir,
+        tmp_path,
+        "hparams_search=aam_optuna_sqlite",  # sets -m itself
+        "hydra.sweeper.n_trials=2",
+        "optimized_metric=train/loss",  # fast_dev_run validates one batch only
+    )  # the study: paths.log_dir (tmp_path/logs)/optuna.db
     storage = f"sqlite:///{tmp_path}/logs/optuna.db"
     study = optuna.load_study(study_name="aam_margin_scale", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]

@@ -116,3 +116,29 @@ def test_speaker_batches_are_n_by_m_without_repeats_and_resume() -> None:
     assert not set(first) & set(second) and len(first) == len(second)
     with pytest.raises(ValueError, match="need 20 speakers"):
         SpeakerBatchSampler(labels, speakers=20, utterances=2, seed=0)
+
+
+def test_vad_front_end_keeps_a_voiced_span_in_training_only() -> None:
+    silence, speech = torch.zeros(1, 3200), 0.5 * torch.randn(1, 8000)
+    wav = torch.cat([silence, speech, silence], dim=1)
+    front = VadFrontEnd(EnergyVad(0.5, 0.01), KaldiFbank(num_mels=24), train_crop_samples=4000)
+    front.train()
+    _, frames = front(wav, torch.tensor([wav.shape[1]]))
+    assert frames.item() == KaldiFbank().num_frames(torch.tensor(4000)).item()
+    front.eval()
+    _, frames = front(wav, torch.tensor([wav.shape[1]]))
+    assert frames.item() > KaldiFbank().num_frames(torch.tensor(7000)).item()
+
+
+def test_speed_class_logits_fold_back_to_speakers() -> None:
+    from speakerid.evaluate import _classifier
+    from speakerid.losses import Softmax
+
+    head = Softmax(4, 6)  # 3 speakers x 2 copies (original, one speed)
+    system = torch.nn.Module()
+    system.loss = head
+    x = torch.randn(5, 4)
+    folded = _classifier(system, copies=2)(x)
+    full = head.classify(x)
+    assert folded.shape == (5, 3)
+    torch.testing.assert_close(folded, torch.maximum(full[:, :3], full[:, 3:]))

@@ -189,6 +189,14 @@ class SpeakerDataModule(L.LightningDataModule):
             replaces ``batch_size``), or None: shuffled utterances.
         extra_labels: metadata labels added after the speaker (``gender``, ``language``, ...):
             training labels become (B, 1 + K), for multi-task heads.
+        speed_classes: speed factors (e.g. ``[0.9, 1.1]``) whose perturbed copies of every
+            training file are new speakers (Kaldi's recipe): the classes, and ``num_speakers``,
+            grow to ``speakers x (1 + len(speed_classes))``.
+        max_speakers: train on the first n training speakers only (sorted ids; the ResNet-18
+            system's first 200), the others left out; None: all.
+        iden_resplit: with ``iden_split``: ignore its split column and split each training
+            speaker's files at random (``seed``) into these train/dev/test fractions, e.g.
+            ``[0.6, 0.2, 0.2]``.
     """
 
     def __init__(
@@ -214,6 +222,9 @@ class SpeakerDataModule(L.LightningDataModule):
         test_speakers: float = 0,
         sampler: Callable | None = None,
         extra_labels: Sequence[str] = (),
+        speed_classes: Sequence[float] = (),
+        max_speakers: int | None = None,
+        iden_resplit: Sequence[float] | None = None,
         shard_mode: str = "epoch",
         shard_buffer: int = 1000,
     ) -> None:
@@ -242,6 +253,18 @@ class SpeakerDataModule(L.LightningDataModule):
         self.test_speakers = test_speakers
         self.sampler = sampler
         self.extra_labels = list(extra_labels)
+        self.speed_classes = [float(f) for f in speed_classes]
+        if any(f <= 0 or f == 1.0 for f in self.speed_classes):
+            raise ConfigError(f"data.speed_classes: factors other than 1.0, got {speed_classes}")
+        self._train_speeds: np.ndarray | None = None
+        self.max_speakers = max_speakers
+        if iden_resplit is not None and (
+            len(iden_resplit) != 3 or abs(sum(iden_resplit) - 1) > 1e-6
+        ):
+            raise ConfigError(
+                f"data.iden_resplit: three fractions summing to 1, got {iden_resplit}"
+            )
+        self.iden_resplit = None if iden_resplit is None else [float(f) for f in iden_resplit]
         self.label_vocab: dict[str, list[str]] = {}
         self.shard_buffer = shard_buffer
         self.iden_test_rows: list[Utterance] = []  # split 3 of the training speakers
@@ -276,18 +299,25 @@ class SpeakerDataModule(L.LightningDataModule):
                 raise ConfigError("set data.test_trials=null to use data.test_speakers")
             dev, test = split_off(dev, self.test_speakers, self.seed + 1, "test", where)
             self.test_trials = self._generated_trials("test", test)
-        self.speakers, val = split_speakers(
-            dev,
-            self.val_speakers,
-            self.num_speakers if stage in (None, "fit") else None,
-            self.seed,
-            where,
-        )
+        plain = not (self.max_speakers or self.speed_classes)  # classes = the training speakers
+        check = self.num_speakers if stage in (None, "fit") and plain else None
+        self.speakers, val = split_speakers(dev, self.val_speakers, check, self.seed, where)
+        if self.max_speakers:
+            self.speakers = sorted(self.speakers)[: self.max_speakers]
         label = {s: i for i, s in enumerate(self.speakers)}
         self.train_rows = [u for u in self.manifest if u.speaker in label]
         if self.iden_split:
             self.train_rows, self.iden_test_rows = self._split_identification(self.train_rows)
         self._train_labels = self._labels(label)
+        if self.speed_classes:
+            self._add_speed_classes()
+        checked = stage in (None, "fit") and self.num_speakers is not None
+        if not plain and checked and len(self.speakers) != self.num_speakers:
+            raise ConfigError(
+                f"data.num_speakers={self.num_speakers}, but {where} gives {len(self.speakers)} "
+                f"training classes (data.max_speakers={self.max_speakers}, data.speed_classes="
+                f"{self.speed_classes}): set data.num_speakers={len(self.speakers)}"
+            )
         self.val_trials = self._generated_trials("val", val)
         log.info(
             "training: %d utterances of %d speakers; validation: %d trials of %d; test: %s",
@@ -321,6 +351,40 @@ class SpeakerDataModule(L.LightningDataModule):
             log.info("label %s: %s", name, ", ".join(vocab))
         return np.stack(columns, axis=1)
 
+    def _resplit(self, rows: list[Utterance], listed: dict[str, int]) -> dict[str, int]:
+        """Each speaker's listed files shuffled (``seed``) and cut by ``iden_resplit``."""
+        rng = np.random.default_rng([self.seed, 3])
+        by_speaker: dict[str, list[str]] = {}
+        for u in rows:
+            if u.utt_id in listed:
+                by_speaker.setdefault(u.speaker, []).append(u.utt_id)
+        train_part, dev_part, _ = self.iden_resplit  # type: ignore[misc]
+        out = {}
+        for speaker in sorted(by_speaker):
+            files = [by_speaker[speaker][i] for i in rng.permutation(len(by_speaker[speaker]))]
+            a = round(train_part * len(files))
+            b = a + round(dev_part * len(files))
+            out.update({f: 1 if i < a else 2 if i < b else 3 for i, f in enumerate(files)})
+        return out
+
+    def _add_speed_classes(self) -> None:
+        """Every training file again at each speed factor, as a new speaker class."""
+        n, copies = len(self.speakers), 1 + len(self.speed_classes)
+        labels = [self._train_labels]
+        for k in range(1, copies):
+            shifted = self._train_labels.copy()
+            if shifted.ndim == 1:
+                shifted += k * n
+            else:
+                shifted[:, 0] += k * n
+            labels.append(shifted)
+        self._train_labels = np.concatenate(labels)
+        self._train_speeds = np.repeat([1.0, *self.speed_classes], len(self.train_rows))
+        self.train_rows = self.train_rows * copies
+        self.speakers = self.speakers + [
+            f"{s}@speed{f}" for f in self.speed_classes for s in self.speakers
+        ]
+
     def _generated_trials(self, name: str, speakers: set[str]) -> TrialSet:
         """Trials among all utterances of ``speakers`` (same and different speaker)."""
         rows = [u for u in self.manifest if u.speaker in speakers]
@@ -343,6 +407,8 @@ class SpeakerDataModule(L.LightningDataModule):
             prefix + str(PurePosixPath(p).with_suffix("")): s
             for p, s in read_iden_split(path).items()
         }
+        if self.iden_resplit is not None:  # a seeded per-speaker split instead of the list's
+            splits = self._resplit(rows, splits)
         unlisted = [u.utt_id for u in rows if u.utt_id not in splits]
         if unlisted:
             raise ListFileError(
@@ -407,27 +473,21 @@ class SpeakerDataModule(L.LightningDataModule):
             self.crop_samples,
             self.sample_rate,
             self.augment,
+            self._train_speeds,
         )
         if self.sampler is not None:
             speakers = (
                 self._train_labels if self._train_labels.ndim == 1 else self._train_labels[:, 0]
             )
             sampler = self.sampler(labels=speakers, seed=torch.initial_seed())
-            return ResumableLoader(
-                dataset,
-                sampler,
-                batch_size=sampler.batch_size,
-                drop_last=True,
-                num_workers=self.num_workers,
-                collate_fn=collate,
-                pin_memory=self.pin_memory,
-                persistent_workers=self.num_workers > 0,
-            )
-        drop_last = len(dataset) > self.batch_size
+            batch_size, drop_last = sampler.batch_size, True
+        else:
+            batch_size, drop_last = self.batch_size, len(dataset) > self.batch_size
+            sampler = ResumableSampler(len(dataset), seed=torch.initial_seed(), drop_last=drop_last)
         return ResumableLoader(
             dataset,
-            ResumableSampler(len(dataset), seed=torch.initial_seed(), drop_last=drop_last),
-            batch_size=self.batch_size,
+            sampler,
+            batch_size=batch_size,
             drop_last=drop_last,
             num_workers=self.num_workers,
             collate_fn=collate,

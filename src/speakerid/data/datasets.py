@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from scipy import signal
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -36,6 +37,8 @@ class CropDataset(Dataset):
         crop_samples: samples per crop.
         sample_rate: rate every file has.
         augment: ``(wav, rng) -> wav`` applied to each crop, or None.
+        speeds: per file, a speed factor applied to its crops (files listed again with another
+            factor become new speaker classes: Kaldi's speed-perturbed copies), or None.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class CropDataset(Dataset):
         crop_samples: int,
         sample_rate: int,
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        speeds: Sequence[float] | None = None,
     ) -> None:
         self.paths = list(paths)
         self.num_samples = np.asarray(num_samples, dtype=np.int64)
@@ -53,6 +57,7 @@ class CropDataset(Dataset):
         self.crop_samples = crop_samples
         self.sample_rate = sample_rate
         self.augment = augment
+        self.speeds = None if speeds is None else np.asarray(speeds, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -62,14 +67,17 @@ class CropDataset(Dataset):
             index, rng = item[0], np.random.default_rng(item[1])
         else:  # a plain sampler: draws from torch's (worker-seeded) RNG
             index, rng = item, np.random.default_rng(int(torch.randint(2**62, ())))
+        speed = 1.0 if self.speeds is None else float(self.speeds[index])
+        crop = round(self.crop_samples * speed)  # read this much, then play it ``speed`` x faster
         total = int(self.num_samples[index])
-        if total >= self.crop_samples:
-            start = int(rng.integers(total - self.crop_samples + 1))
-            wav = read_audio(self.paths[index], self.sample_rate, start, self.crop_samples, True)
+        if total >= crop:
+            start = int(rng.integers(total - crop + 1))
+            wav = read_audio(self.paths[index], self.sample_rate, start, crop, True)
         else:
-            wav = np.resize(
-                read_audio(self.paths[index], self.sample_rate, convert=True), self.crop_samples
-            )
+            wav = np.resize(read_audio(self.paths[index], self.sample_rate, convert=True), crop)
+        if speed != 1.0:
+            wav = signal.resample_poly(wav, 100, round(100 * speed)).astype(np.float32)
+            wav = np.resize(wav, self.crop_samples)
         if self.augment is not None:
             wav = self.augment(wav, rng)
         label = self.labels[index]

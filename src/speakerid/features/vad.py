@@ -74,10 +74,22 @@ class SplVad(nn.Module):
 
 class VadFrontEnd(nn.Module):
     """A VAD, then a front end: ``features(*vad(wav, lengths))``. ``num_mels``, when given (the
-    configs interpolate it), must be the front end's."""
+    configs interpolate it), must be the front end's.
 
-    def __init__(self, vad: nn.Module, features: nn.Module, num_mels: int | None = None) -> None:
+    ``train_crop_samples`` > 0: in training, each voiced waveform is then cut to a random span of
+    that many samples (Deep Speaker: VAD first, then fixed 160-frame crops — give the loader
+    longer crops so that enough voiced signal is left); evaluation keeps whole utterances.
+    """
+
+    def __init__(
+        self,
+        vad: nn.Module,
+        features: nn.Module,
+        num_mels: int | None = None,
+        train_crop_samples: int = 0,
+    ) -> None:
         super().__init__()
+        self.train_crop_samples = train_crop_samples
         if num_mels is not None and num_mels != features.num_mels:
             raise ValueError(f"num_mels={num_mels}, but the front end makes {features.num_mels}")
         self.vad = vad
@@ -85,4 +97,13 @@ class VadFrontEnd(nn.Module):
         self.num_mels = features.num_mels
 
     def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        return self.features(*self.vad(wav, lengths))
+        wav, lengths = self.vad(wav, lengths)
+        crop = self.train_crop_samples
+        if self.training and crop and wav.shape[1] > crop:
+            out = torch.zeros(len(wav), crop, dtype=wav.dtype, device=wav.device)
+            for i, length in enumerate(lengths.tolist()):
+                start = int(torch.randint(max(1, length - crop + 1), ()))
+                span = wav[i, start : start + crop]
+                out[i, : len(span)] = span
+            wav, lengths = out, lengths.clamp(max=crop)
+        return self.features(wav, lengths)

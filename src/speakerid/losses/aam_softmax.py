@@ -49,6 +49,13 @@ class AamSoftmax(nn.Module):
             margin=margin, scale=self.scale, easy_margin=self.easy_margin
         )
 
+    def classify(self, embeddings: Tensor) -> Tensor:
+        """Class logits (B,C): the scaled cosines, for identification."""
+        weight = nn.functional.normalize(self.weight)
+        return self.scale * nn.functional.linear(
+            nn.functional.normalize(embeddings.float()), weight
+        )
+
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         cosine = nn.functional.linear(
             nn.functional.normalize(embeddings.float()), nn.functional.normalize(self.weight)

@@ -75,6 +75,10 @@ class ContrastiveCenter(nn.Module):
         others = distances.sum(1) - own
         return (0.5 * own / (others + self.delta)).mean()
 
+    def classify(self, embeddings: Tensor) -> Tensor:
+        """Class logits (B,C), for identification."""
+        return self.classifier(embeddings)
+
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         labels = label_column(labels)
         logits = self.classifier(embeddings)

@@ -33,6 +33,13 @@ class AmSoftmax(nn.Module):
         self.margin = margin
         self.margin_fn = AngularMargin(margin=margin, scale=self.scale)
 
+    def classify(self, embeddings: Tensor) -> Tensor:
+        """Class logits (B,C): the scaled cosines, for identification."""
+        weight = nn.functional.normalize(self.weight)
+        return self.scale * nn.functional.linear(
+            nn.functional.normalize(embeddings.float()), weight
+        )
+
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         cosine = nn.functional.linear(
             nn.functional.normalize(embeddings.float()), nn.functional.normalize(self.weight)

@@ -75,6 +75,10 @@ class MultiTask(nn.Module):
             loss = loss + weight * task_loss
         return HeadOutput(loss, logits)
 
+    def classify(self, embeddings: Tensor) -> Tensor:
+        """Speaker logits (B,C), for identification."""
+        return self.speaker(embeddings)
+
     def predict(self, embeddings: Tensor) -> dict[str, Tensor]:
         """Class predictions of every branch (speaker and tasks)."""
         out = {"speaker": self.speaker(embeddings).argmax(1)}

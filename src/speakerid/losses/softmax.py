@@ -20,6 +20,10 @@ class Softmax(nn.Module):
         self.dropout = nn.Dropout(dropout)  # Deep Speaker's pre-training uses 0.5
         self.classifier = nn.Linear(embed_dim, num_speakers)
 
+    def classify(self, embeddings: Tensor) -> Tensor:
+        """Class logits (B,C), for identification."""
+        return self.classifier(embeddings)
+
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         logits = self.classifier(self.dropout(embeddings))  # (B,D) -> (B,C)
         return HeadOutput(nn.functional.cross_entropy(logits, label_column(labels)), logits)
