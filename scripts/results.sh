@@ -37,5 +37,5 @@ NAME=resnet18_vox1_iden; want "${ALL[@]}" && run $NAME experiment=$NAME "${IDEN[
 NAME=resnet18_vox1_iden_ccl; want "${ALL[@]}" && run $NAME experiment=$NAME "${IDEN[@]}" && evaluate $NAME
 NAME=ecapa_aam; want "${ALL[@]}" && run $NAME experiment=$NAME model.backbone.channels=128 trainer.max_epochs=5
 NAME=resnet34_aam; want "${ALL[@]}" && run $NAME experiment=$NAME model.backbone.width=8 \
-  model.backbone.embed_dim=128 callbacks.margin_warmup.steps=200 trainer.max_epochs=5
+  model.backbone.embed_dim=128 callbacks.margin_warmup.steps=200 data.batch_size=32 trainer.max_epochs=5
 echo "done: $OUT"
