@@ -38,6 +38,9 @@ class ResCnn(nn.Module):
     Four stages (64, 128, 256, 512 filters), each a 5x5 stride-2 convolution -> BN -> clipped
     ReLU, then ``blocks`` residual blocks; the (T/16, F/16 x 512) map is averaged over real frames
     -> Linear -> L2. With 64 filterbanks that is 2,048 features per frame, as in the paper.
+    ``normalize=False`` leaves out the L2 step: Deep Speaker's softmax pre-training classifies the
+    affine output (a classifier on unit vectors learns slowly); cosine heads and cosine scoring
+    are unaffected, so a stage-2 triplet run can keep either.
 
     Example:
         >>> net = ResCnn(num_mels=64, channels=(4, 8, 8, 8), embed_dim=16, blocks=1)
@@ -51,9 +54,11 @@ class ResCnn(nn.Module):
         channels: tuple[int, ...] | list[int] = (64, 128, 256, 512),
         embed_dim: int = 512,
         blocks: int = 3,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
+        self.normalize = normalize
         stages, c_in, bins = [], 1, num_mels
         for c_out in channels:
             stages += [
@@ -71,4 +76,5 @@ class ResCnn(nn.Module):
         b, c, t, f = x.shape
         x = x.permute(0, 1, 3, 2).reshape(b, c * f, t)  # (B, C*F', T')
         mask = time_mask(scaled_lengths(lengths, features.shape[1], t), t, b, x.device)
-        return nn.functional.normalize(self.linear(masked_mean(x, mask)), dim=-1)
+        out = self.linear(masked_mean(x, mask))
+        return nn.functional.normalize(out, dim=-1) if self.normalize else out
