@@ -7,7 +7,39 @@ from torch import Tensor, nn
 from speakerid.contracts import HeadOutput, label_column
 
 
-class AamSoftmax(nn.Module):
+class MarginSoftmax(nn.Module):
+    """Cosine classifier whose true-class logit gets a margin (``margin_fn``, set by
+    :meth:`set_margin`); the returned logits are the scaled cosines without margin."""
+
+    def __init__(self, embed_dim: int, num_speakers: int, margin: float, scale: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_speakers, embed_dim))
+        nn.init.xavier_normal_(self.weight)
+        self.scale = scale
+        self.set_margin(margin)
+
+    def set_margin(self, margin: float) -> None:
+        """Change the margin (the warm-up callback does, every step)."""
+        raise NotImplementedError
+
+    def cosine(self, embeddings: Tensor) -> Tensor:
+        """(B,C) cosines between the embeddings and the class weights."""
+        weight = nn.functional.normalize(self.weight)
+        return nn.functional.linear(nn.functional.normalize(embeddings.float()), weight)
+
+    def classify(self, embeddings: Tensor) -> Tensor:
+        """Class logits (B,C): the scaled cosines, for identification."""
+        return self.scale * self.cosine(embeddings)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
+        cosine = self.cosine(embeddings)
+        labels = label_column(labels)
+        one_hot = nn.functional.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
+        loss = nn.functional.cross_entropy(self.margin_fn(cosine, one_hot), labels)
+        return HeadOutput(loss, self.scale * cosine.detach())
+
+
+class AamSoftmax(MarginSoftmax):
     """AAM-softmax: cross-entropy over ``scale * cos(theta + margin)`` for the true class.
 
     Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition", 2019; for
@@ -35,12 +67,8 @@ class AamSoftmax(nn.Module):
         scale: float = 30.0,
         easy_margin: bool = False,
     ) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_speakers, embed_dim))
-        nn.init.xavier_normal_(self.weight)
-        self.scale = scale
         self.easy_margin = easy_margin
-        self.set_margin(margin)
+        super().__init__(embed_dim, num_speakers, margin, scale)
 
     def set_margin(self, margin: float) -> None:
         """Change the margin (the warm-up callback does, every step)."""
@@ -48,19 +76,3 @@ class AamSoftmax(nn.Module):
         self.margin_fn = AdditiveAngularMargin(
             margin=margin, scale=self.scale, easy_margin=self.easy_margin
         )
-
-    def classify(self, embeddings: Tensor) -> Tensor:
-        """Class logits (B,C): the scaled cosines, for identification."""
-        weight = nn.functional.normalize(self.weight)
-        return self.scale * nn.functional.linear(
-            nn.functional.normalize(embeddings.float()), weight
-        )
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
-        cosine = nn.functional.linear(
-            nn.functional.normalize(embeddings.float()), nn.functional.normalize(self.weight)
-        )  # (B,C)
-        labels = label_column(labels)
-        one_hot = nn.functional.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
-        loss = nn.functional.cross_entropy(self.margin_fn(cosine, one_hot), labels)
-        return HeadOutput(loss, self.scale * cosine.detach())

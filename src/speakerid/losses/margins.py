@@ -2,14 +2,12 @@
 warm-up callback for margin heads."""
 
 import lightning as L
-import torch
 from speechbrain.nnet.losses import AngularMargin
-from torch import Tensor, nn
 
-from speakerid.contracts import HeadOutput, label_column
+from speakerid.losses.aam_softmax import MarginSoftmax
 
 
-class AmSoftmax(nn.Module):
+class AmSoftmax(MarginSoftmax):
     """Additive margin softmax: cross-entropy over ``scale * (cos(theta) - margin)`` for the true
     class (Wang et al., "Additive Margin Softmax for Face Verification", 2018), with speechbrain's
     margin function. Logits are the scaled cosines without margin.
@@ -23,31 +21,11 @@ class AmSoftmax(nn.Module):
     def __init__(
         self, embed_dim: int, num_speakers: int, margin: float = 0.2, scale: float = 30.0
     ) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_speakers, embed_dim))
-        nn.init.xavier_normal_(self.weight)
-        self.scale = scale
-        self.set_margin(margin)
+        super().__init__(embed_dim, num_speakers, margin, scale)
 
     def set_margin(self, margin: float) -> None:
         self.margin = margin
         self.margin_fn = AngularMargin(margin=margin, scale=self.scale)
-
-    def classify(self, embeddings: Tensor) -> Tensor:
-        """Class logits (B,C): the scaled cosines, for identification."""
-        weight = nn.functional.normalize(self.weight)
-        return self.scale * nn.functional.linear(
-            nn.functional.normalize(embeddings.float()), weight
-        )
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
-        cosine = nn.functional.linear(
-            nn.functional.normalize(embeddings.float()), nn.functional.normalize(self.weight)
-        )
-        labels = label_column(labels)
-        one_hot = nn.functional.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
-        loss = nn.functional.cross_entropy(self.margin_fn(cosine, one_hot), labels)
-        return HeadOutput(loss, self.scale * cosine.detach())
 
 
 class MarginWarmup(L.Callback):
