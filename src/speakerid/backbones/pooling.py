@@ -3,13 +3,14 @@
 import torch
 from torch import Tensor
 
+from speakerid.utils.masks import real_frames
+
 
 def time_mask(lengths: Tensor | None, frames: int, batch: int, device) -> Tensor:
     """(B,T) bool, True on real frames (all True without ``lengths``)."""
     if lengths is None:
         return torch.ones(batch, frames, dtype=torch.bool, device=device)
-    steps = torch.arange(frames, device=device)
-    return steps[None, :] < lengths.to(device).clamp(1, frames)[:, None]
+    return real_frames(lengths.to(device).clamp(1, frames), frames)
 
 
 def scaled_lengths(lengths: Tensor | None, frames_in: int, frames_out: int) -> Tensor | None:

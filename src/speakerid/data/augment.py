@@ -38,6 +38,19 @@ class ChannelAugment:
         return random_channel(rng, self.sample_rate, self.strength).apply(wav, rng)
 
 
+def _source_files(reader, augment, categories: list[str]) -> dict[str, list]:
+    """An augmentation source read as shipped (cached and validated like a corpus; other rates
+    and channel counts converted while reading): category -> files."""
+    corpus = reader(
+        augment.root,
+        augment.cache_dir,
+        augment.sample_rate,
+        on_bad_file="skip",
+        policy={"wrong_rate": "resample", "multichannel": "downmix"},
+    )
+    return corpus.files_by_category(categories)
+
+
 def _snr_mix(wav: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     speech = float(np.mean(wav**2)) + 1e-12
     scale = np.sqrt(speech / ((float(np.mean(noise**2)) + 1e-12) * 10 ** (snr_db / 10)))
@@ -101,14 +114,7 @@ class AdditiveNoise:
         if self._files is None:
             from speakerid.data.corpora.noise import MusanCorpus
 
-            corpus = MusanCorpus(
-                self.root,
-                self.cache_dir,
-                self.sample_rate,
-                on_bad_file="skip",
-                policy={"wrong_rate": "resample", "multichannel": "downmix"},
-            )
-            self._files = {c: corpus.files(c) for c in self.categories}
+            self._files = _source_files(MusanCorpus, self, list(self.categories))
             empty = [c for c, f in self._files.items() if not f]
             if empty:
                 raise ValueError(f"{self.root}: no {', '.join(empty)} files for AdditiveNoise")
@@ -170,14 +176,8 @@ class Reverb:
             from speakerid.data.corpora.noise import RirCorpus
 
             if self._files is None:
-                corpus = RirCorpus(
-                    self.root,
-                    self.cache_dir,
-                    self.sample_rate,
-                    on_bad_file="skip",
-                    policy={"wrong_rate": "resample", "multichannel": "downmix"},
-                )
-                self._files = [p for c in self.categories for p in corpus.files(c)]
+                by_category = _source_files(RirCorpus, self, self.categories)
+                self._files = [p for c in self.categories for p in by_category[c]]
                 if not self._files:
                     raise ValueError(f"{self.root}: no {self.categories} impulse responses")
             rir = read_audio(

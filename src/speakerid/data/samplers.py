@@ -147,9 +147,8 @@ class SpeakerBatchSampler(ResumableSampler):
             pool = np.concatenate([rng.permutation(files) for _ in range(self.max_uses)])
             usable = len(pool) // self.utterances * self.utterances
             chunks.append(list(pool[:usable].reshape(-1, self.utterances)))
-        total = sum(len(c) for c in chunks) // self.speakers
-        cap = total
-        chunks = [c[:cap] for c in chunks]
+        total = sum(len(c) for c in chunks) // self.speakers  # batches: no speaker beyond it
+        chunks = [c[:total] for c in chunks]
         priority = rng.permutation(len(chunks))  # breaks ties between equal counts at random
         batches = []
         for _ in range(total):

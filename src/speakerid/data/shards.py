@@ -317,7 +317,7 @@ class ShardDataset(IterableDataset):
         first_pass = self.epoch if self.mode == "epoch" else 0
         stream = self.stream(reader, first_pass, start)
         if number is not None:
-            stream = _take(stream, number)
+            stream = itertools.islice(stream, number)
         return (self._crop(record, sample, rng) for _, record, sample, rng in stream)
 
     def stream(
@@ -364,7 +364,7 @@ class ShardDataset(IterableDataset):
                     yield record, _decode(sample)
             return
         items = self._pass_items(self.epoch, reader)
-        for _, record, sample, _ in _take(self.stream(reader, self.epoch), items):
+        for _, record, sample, _ in itertools.islice(self.stream(reader, self.epoch), items):
             yield record, _decode(sample)
 
     def _crop(self, record: dict, sample: dict, rng) -> tuple[np.ndarray, int, int]:
@@ -377,10 +377,6 @@ class ShardDataset(IterableDataset):
         if self.augment is not None:
             wav = self.augment(wav, rng)
         return np.ascontiguousarray(wav, dtype=np.float32), self.labels[record["speaker"]], -1
-
-
-def _take(iterator: Iterator, number: int) -> Iterator:
-    return itertools.islice(iterator, number)
 
 
 class ShardLoader(DataLoader):

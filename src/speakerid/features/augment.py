@@ -5,6 +5,8 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from speakerid.utils.masks import real_frames
+
 
 class SpecAugment(nn.Module):
     """Random frequency and time masks per utterance (Park et al., 2019), with torchaudio's
@@ -36,7 +38,7 @@ class SpecAugment(nn.Module):
         x = x - mean  # mask to the mean: masks are zeros here
         for mask in [*self.freq, *self.time]:
             x = mask(x)
-        real = torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]
+        real = real_frames(frames.to(feats.device), feats.shape[1])
         return ((x + mean).squeeze(1).transpose(1, 2)) * real[..., None]
 
 
@@ -56,7 +58,6 @@ class MelNoise(nn.Module):
     def forward(self, feats: Tensor, frames: Tensor) -> Tensor:
         if not self.training or self.std <= 0:
             return feats
-        steps = torch.arange(feats.shape[1], device=feats.device)
-        real = (steps[None, :] < frames[:, None])[..., None]
+        real = real_frames(frames.to(feats.device), feats.shape[1])[..., None]
         scale = feats.std(dim=(1, 2), keepdim=True).clamp_min(1e-3) * self.std
         return feats + torch.randn_like(feats) * scale * real

@@ -4,6 +4,8 @@ import torch
 from torch import Tensor, nn
 from torchaudio.compliance.kaldi import get_mel_banks
 
+from speakerid.utils.masks import real_frames
+
 
 class KaldiFbank(nn.Module):
     """Log mel filterbank energies as Kaldi's ``compute-fbank-feats`` computes them.
@@ -99,9 +101,7 @@ class KaldiFbank(nn.Module):
         power = self._power_spectrum(wav)  # (B,T,n_fft/2+1)
         feats = (power @ self.mel_banks).clamp_min(torch.finfo(torch.float32).eps).log()  # (B,T,F)
         num_frames = self.num_frames(lengths)
-        mask = (torch.arange(feats.shape[1], device=feats.device) < num_frames[:, None]).unsqueeze(
-            -1
-        )
+        mask = real_frames(num_frames, feats.shape[1]).unsqueeze(-1)
         if self.mean_norm:
             mean = (feats * mask).sum(dim=1, keepdim=True) / num_frames.clamp_min(1)[:, None, None]
             feats = feats - mean

@@ -8,10 +8,11 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from speakerid.utils.masks import real_frames
+
 
 def _masked(feats: Tensor, frames: Tensor) -> Tensor:
-    mask = torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]
-    return feats * mask[..., None]
+    return feats * real_frames(frames.to(feats.device), feats.shape[1])[..., None]
 
 
 class LogMel(nn.Module):
@@ -136,8 +137,7 @@ class SpectrogramImage(nn.Module):
 
     def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         wav = wav.float()
-        real = torch.arange(wav.shape[1], device=wav.device)[None, :] < lengths[:, None]
-        wav = wav * real  # nothing past an utterance's end
+        wav = wav * real_frames(lengths.to(wav.device), wav.shape[1])  # nothing past the end
         if wav.shape[1] < self.samples:
             wav = nn.functional.pad(wav, (0, self.samples - wav.shape[1]))
         wav = wav[:, : self.samples]

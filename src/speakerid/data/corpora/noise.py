@@ -19,8 +19,16 @@ from speakerid.data.validation import Validator
 class _SourceCorpus(AudioCorpus):
     def files(self, category: str) -> list[Path]:
         """Absolute paths of every valid file of ``category``."""
+        return self.files_by_category([category])[category]
+
+    def files_by_category(self, categories) -> dict[str, list[Path]]:
+        """Category -> absolute paths of its valid files (one manifest read for all)."""
         manifest = self.manifest()
-        return [manifest.audio_path(r) for r in manifest if r.speaker == category]
+        out: dict[str, list[Path]] = {c: [] for c in categories}
+        for row in manifest:
+            if row.speaker in out:
+                out[row.speaker].append(manifest.audio_path(row))
+        return out
 
     def _entry(self, path: Path, category: str) -> Entry:
         rel = path.relative_to(self.root)
