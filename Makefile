@@ -6,18 +6,41 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval embed enhance export prepare docs baseline test test-all lint format sweep search bench clean clean-data
+.PHONY: help install sync lock train eval embed enhance export prepare docs baseline test test-all lint format sweep search bench clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+# The venv is built from uv.lock, never from the ranges in pyproject.toml: two installs a month
+# apart get the same packages. uv bootstraps with pip (the version pinned in the lock's dev extra,
+# so `uv sync` keeps it), then installs the lock with its hashes checked.
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_PYTHON_DOWNLOADS := never
+
+$(UV):
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev --quiet
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv and install speakerid with its pinned stack (once)
+# The install check runs after every sync and whenever the venv's package set changed since it
+# last passed (site-packages' mtime moves when any package is added, removed or changes version).
+$(VENV)/.checked: $(VENV)/.installed $(wildcard $(VENV)/lib/python3*/site-packages)
+	$(PY) -m speakerid.install_check
+	touch $@
+
+install: $(VENV)/.checked ## Create .venv from uv.lock, then check it (imports, one fbank, one forward pass)
+
+sync: | $(UV) ## Put .venv back to exactly what uv.lock says (removes strays, restores pins)
+	$(UV) sync --frozen --extra dev
+	touch $(VENV)/.installed
+
+lock: | $(UV) ## Regenerate uv.lock from pyproject.toml; ARGS=--upgrade moves every package forward
+	$(UV) lock $(ARGS)
 
 train: install ## Train the default recipe on the built-in corpus (built if missing), then test it
 	$(VENV)/bin/speakerid-train $(ARGS)
