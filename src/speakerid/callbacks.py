@@ -8,6 +8,8 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from speakerid.data.samplers import ResumableLoader
+from speakerid.data.shards import ShardLoader
 from speakerid.utils.io import atomic_path
 from speakerid.utils.loggers import code_version
 
@@ -46,7 +48,7 @@ class TrackTrainingBatches(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         loader = trainer.train_dataloader
-        if hasattr(loader, "finished_batches"):
+        if isinstance(loader, (ResumableLoader, ShardLoader)):
             loader.finished_batches = batch_idx + 1
 
 

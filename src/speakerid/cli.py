@@ -8,7 +8,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+import hydra
+from hydra._internal import utils as hydra_utils  # its error report, made one line (hydra_entry)
+from hydra.errors import HydraException, InstantiationException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from rich.table import Table
 
@@ -31,18 +35,90 @@ OmegaConf.register_new_resolver("sqlite_url", sqlite_url, replace=True)
 
 
 def report_user_errors(task: Callable[..., R]) -> Callable[..., R]:
-    """Turn a :class:`SpeakerIdError` into one clear line on stderr and exit status 2."""
+    """Turn a :class:`SpeakerIdError` into one clear line on stderr and exit status 2 (also one
+    raised in a constructor that Hydra's ``instantiate`` wrapped)."""
 
     @functools.wraps(task)
     def wrapper(*args, **kwargs) -> R:
         try:
             return task(*args, **kwargs)
-        except SpeakerIdError as err:
+        except (SpeakerIdError, InstantiationException) as err:
+            cause = err.__cause__ if isinstance(err, InstantiationException) else err
+            if not isinstance(cause, SpeakerIdError):
+                raise
             log.debug("user error", exc_info=True)
-            print(f"error: {err}", file=sys.stderr, flush=True)  # unwrapped, whatever the terminal
+            print(
+                f"error: {cause}", file=sys.stderr, flush=True
+            )  # unwrapped, whatever the terminal
             sys.exit(2)
 
     return wrapper
+
+
+def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], R]], Callable[[], R]]:
+    """``@hydra.main`` for ``conf/<config_name>.yaml`` with the platform's error reporting: user
+    errors raised by the task, and Hydra's own composition and override errors (an unknown
+    choice, a malformed override, a key that does not exist), are one line and exit status 2.
+    ``HYDRA_FULL_ERROR=1`` shows Hydra's full report instead."""
+
+    def decorate(task: Callable[[DictConfig], R]) -> Callable[[], R]:
+        hydra_main = hydra.main(
+            version_base="1.3", config_path=CONFIG_PATH, config_name=config_name
+        )(report_user_errors(task))
+
+        @functools.wraps(task)
+        def main() -> R:
+            original = hydra_utils.run_and_report
+            hydra_utils.run_and_report = functools.partial(_one_line_errors, original)
+            try:
+                return hydra_main()
+            finally:
+                hydra_utils.run_and_report = original
+
+        return main
+
+    return decorate
+
+
+def _one_line_errors(report: Callable[[Callable[[], R]], R], func: Callable[[], R]) -> R:
+    """Hydra's ``run_and_report`` around ``func``, with configuration errors as one line."""
+
+    def guarded() -> R:
+        try:
+            return func()
+        except (HydraException, OmegaConfBaseException) as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {config_error_line(err)}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    return report(guarded)
+
+
+def config_error_line(err: Exception) -> str:
+    """One line for a Hydra / OmegaConf error; an unknown choice names the group it belongs to
+    when another config group has a file of that name."""
+    line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
+        group, _, choice = err.missing_cfg_file.rpartition("/")
+        options = f" (choices: {', '.join(err.options)})" if err.options else ""
+        line = f"{group}={choice}: no such choice in conf/{group}/{options}"
+        elsewhere = sorted(
+            p.parent.relative_to(CONFIG_PATH).as_posix()
+            for p in Path(CONFIG_PATH).rglob(f"{choice}.yaml")
+            if p.parent != Path(CONFIG_PATH)
+        )
+        if elsewhere:
+            line += f"; '{choice}' is a choice of {', '.join(elsewhere)}"
+            line += ENTRY_HINTS.get(elsewhere[0], "")
+    return line
+
+
+# Groups that belong to one entry point, named in the hint for a choice made in the wrong place.
+ENTRY_HINTS = {
+    "enhance_loss": " (embedding enhancement: speakerid-enhance enhance_loss=...)",
+    "model/enhancer": " (embedding enhancement: speakerid-enhance)",
+}
 
 
 def quiet_environment() -> None:
@@ -75,8 +151,6 @@ def tool_config(name: str, argv: list[str]) -> tuple[DictConfig, list[str]]:
     are positional. No run folder is made: these tools print, they do not log.
     """
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     overrides = [a for a in argv if "=" in a]
     positional = [a for a in argv if "=" not in a]
@@ -84,7 +158,7 @@ def tool_config(name: str, argv: list[str]) -> tuple[DictConfig, list[str]]:
         with initialize_config_dir(CONFIG_PATH, version_base="1.3"):
             cfg = compose(name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(str(err).splitlines()[0]) from None
+        raise ConfigError(config_error_line(err)) from None
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"missing required setting(s): {', '.join(k + '=...' for k in missing)}")

@@ -9,7 +9,6 @@ written shard by shard: rerunning the same command after a crash or Ctrl-C resum
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from hydra.utils import instantiate
@@ -18,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from torch import nn
 from torch.utils.data import DataLoader
 
-from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
+from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.data.datasets import MultiCropDataset, UtteranceDataset, collate
 from speakerid.data.embedding_store import EmbeddingStore, StoreWriter
 from speakerid.errors import ConfigError
@@ -166,8 +165,7 @@ def _import_npy(cfg: DictConfig) -> EmbeddingStore:
     return EmbeddingStore.from_npy_tree(cfg.import_npy, cfg.output, list(datamodule.manifest), meta)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="embed")
-@report_user_errors
+@hydra_entry("embed")
 def main(cfg: DictConfig) -> None:
     quiet_environment()
     torch.set_flush_denormal(True)

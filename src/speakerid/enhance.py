@@ -5,14 +5,13 @@ the enhanced store, and report original vs enhanced EER/minDCF on the same trial
 import logging
 from pathlib import Path
 
-import hydra
 import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
+from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.data import enhancement_lists
 from speakerid.data.embedding_store import StoreWriter
 from speakerid.train import make_trainer
@@ -77,8 +76,7 @@ def _write_lists(datamodule, folder: Path, seed: int) -> None:
         enhancement_lists.write(folder / "test.txt", lines)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="enhance")
-@report_user_errors
+@hydra_entry("enhance")
 def main(cfg: DictConfig) -> None:
     quiet_environment()
     report = enhance(cfg)

@@ -9,7 +9,6 @@ the configured loggers; the cosine operating thresholds are stored in the checkp
 import logging
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -18,7 +17,8 @@ from omegaconf import DictConfig
 
 from speakerid.analysis.logging import log_report
 from speakerid.analysis.report import analyse, build_eval_set
-from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
+from speakerid.cli import hydra_entry, print_results, quiet_environment
+from speakerid.contracts import Classifier
 from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
 from speakerid.utils.io import write_json
 from speakerid.utils.loggers import close_loggers
@@ -104,7 +104,7 @@ def _classifier(system: torch.nn.Module, copies: int = 1):
 
     With speed-perturbed copies as classes (``data.speed_classes``), a speaker's score is the
     best of its copies', so predictions name training speakers."""
-    classify = getattr(system.loss, "classify", None)
+    classify = system.loss.classify if isinstance(system.loss, Classifier) else None
 
     @torch.inference_mode()
     def logits(embeddings: torch.Tensor) -> torch.Tensor | None:
@@ -143,8 +143,7 @@ def summary(report: dict) -> dict:
     return rows
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
-@report_user_errors
+@hydra_entry("eval")
 def main(cfg: DictConfig) -> None:
     quiet_environment()
     torch.set_flush_denormal(True)

@@ -10,13 +10,12 @@ utterances of several lengths and compared with the eager PyTorch model; the fig
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
+from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.errors import ConfigError
 from speakerid.inference import load_system
 from speakerid.utils.io import atomic_path, write_json
@@ -121,8 +120,7 @@ def export(cfg: DictConfig) -> dict:
     return report
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
-@report_user_errors
+@hydra_entry("export")
 def main(cfg: DictConfig) -> None:
     quiet_environment()
     report = export(cfg)

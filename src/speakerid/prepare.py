@@ -3,11 +3,11 @@ manifest, and optionally pack it into WebDataset tar shards."""
 
 import logging
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from speakerid.cli import CONFIG_PATH, print_results, report_user_errors
+from speakerid.cli import hydra_entry, print_results
+from speakerid.contracts import Corpus
 from speakerid.data.shards import write_shards
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def prepare(cfg: DictConfig) -> dict:
     """Build or check the corpus (a full validation pass with ``validate``), write shards if
     asked; return the summary that is printed."""
-    corpus = instantiate(cfg.corpus)
+    corpus: Corpus = instantiate(cfg.corpus)
     corpus.prepare()
     manifest = corpus.manifest(validate=bool(cfg.validate))
     hours = sum(u.num_samples / u.sample_rate for u in manifest) / 3600
@@ -25,22 +25,19 @@ def prepare(cfg: DictConfig) -> dict:
         "utterances": len(manifest),
         "hours": round(hours, 2),
     }
-    for member in getattr(corpus, "corpora", {"": corpus}).values():
-        report = getattr(member, "report", None)
-        if report is not None:  # a validation pass ran (not read from the cache)
-            results[f"checked ({member.root})"] = f"{report.files} files, {report.kept} kept"
-            for problem, actions in report.counts().items():
-                done = ", ".join(f"{n} {a}" for a, n in actions.items())
-                results[f"  {problem}"] = done
-            results["  report"] = str(member.report_path())
+    for path, report in corpus.validation_reports().items():  # passes run now, not cached
+        results[f"checked ({report.corpus})"] = f"{report.files} files, {report.kept} kept"
+        for problem, actions in report.counts().items():
+            done = ", ".join(f"{n} {a}" for a, n in actions.items())
+            results[f"  {problem}"] = done
+        results["  report"] = str(path)
     if cfg.shards:
         index = write_shards(manifest, cfg.shards, cfg.shard_size, cfg.shard_audio, cfg.shard_seed)
         results["shards"] = f"{len(index['shards'])} in {cfg.shards}"
     return results
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="prepare")
-@report_user_errors
+@hydra_entry("prepare")
 def main(cfg: DictConfig) -> None:
     results = prepare(cfg)
     print_results(f"speakerid-prepare: {instantiate(cfg.corpus).root}", results)

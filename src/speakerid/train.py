@@ -4,7 +4,6 @@ import logging
 import warnings
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -16,7 +15,7 @@ from speakerid.callbacks import (
     RandomState,
     TrackTrainingBatches,
 )
-from speakerid.cli import CONFIG_PATH, print_results, quiet_environment, report_user_errors
+from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, save_thresholds
 from speakerid.utils.io import write_json
@@ -136,8 +135,7 @@ def _store_thresholds(
     )
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-@report_user_errors
+@hydra_entry("train")
 def main(cfg: DictConfig) -> float | None:
     quiet_environment()
     metrics = train(cfg)

@@ -5,11 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from lightning.pytorch import Callback
+from lightning.pytorch.loggers import Logger
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tests.conftest import CONF, TINY_MODEL, compose_config, tiny_overrides
 
+from speakerid.contracts import NeedsTargets
 from speakerid.losses import MultiTask
 
 
@@ -32,16 +36,50 @@ def test_entry_configs_compose(name: str) -> None:
     assert cfg.get("task_name", name) == name  # verify/identify make no run folder
 
 
+def _leaves(node, prefix: str = ""):
+    """(dotted key, value) of every leaf of a plain YAML mapping; interpolations and
+    mandatory values (???) skipped."""
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _leaves(value, dotted + ".")
+        elif not (isinstance(value, str) and ("${" in value or value == "???")):
+            yield dotted, value
+
+
+def _own_values(path: Path, package: str = "") -> tuple[list, dict]:
+    """A config file's values (dotted keys under ``package``) and its ``override`` defaults."""
+    raw = yaml.safe_load(path.read_text()) or {}
+    overrides = {}
+    for entry in raw.pop("defaults", []):
+        if isinstance(entry, dict):
+            for key, choice in entry.items():
+                if key.startswith("override "):
+                    overrides[key.removeprefix("override ").lstrip("/")] = choice
+    return list(_leaves(raw, f"{package}." if package else "")), overrides
+
+
 @pytest.mark.parametrize("experiment", _choices("experiment"))
-def test_experiments_compose_on_the_builtin_corpus(experiment: str) -> None:
+def test_experiments_compose_with_their_own_values(experiment: str) -> None:
+    """Every value and group choice an experiment file sets is what the composed config holds
+    (a file that lands in the wrong package, or is overridden by a default, fails here)."""
     if experiment.startswith("enhance_"):  # experiments of speakerid-enhance
         cfg = compose_config("enhance", [f"experiment={experiment}", "data.store=x"])
     else:
         extra = ["init_from=x.ckpt"] if experiment == "deep_speaker_triplet" else []
-        cfg = compose_config("train", [f"experiment={experiment}", "data=synthetic", *extra])
-        if cfg.data.num_speakers is None:  # counted from the data when training
-            cfg.data.num_speakers = 10
-    instantiate(cfg.system)  # the model builds from the composed values
+        cfg = compose_config("train", [f"experiment={experiment}", *extra])
+    values, overrides = _own_values(CONF / "experiment" / f"{experiment}.yaml")
+    for key, value in values:
+        assert OmegaConf.select(cfg, key) == value, f"{experiment}: {key}"
+    choices = HydraConfig.get().runtime.choices
+    for group, choice in overrides.items():
+        assert choices[group] == choice, f"{experiment}: {group}"
+    if experiment.startswith("enhance_"):
+        assert instantiate(cfg.system).enhancer.embed_dim == cfg.model.embed_dim
+        return
+    if cfg.data.num_speakers is None:
+        cfg.data.num_speakers = 10  # counted from the data when training
+    assert instantiate(cfg.system).backbone.embed_dim == cfg.model.embed_dim
 
 
 @pytest.mark.parametrize(
@@ -69,21 +107,31 @@ def test_every_training_experiment_takes_a_step(
 
 
 @pytest.mark.parametrize(
-    "group", ["trainer", "logger", "callbacks", "optimizer", "scheduler", "data", "corpus"]
+    ("group", "choice"),
+    [
+        (g, c)
+        for g in ("trainer", "logger", "callbacks", "optimizer", "scheduler", "data", "corpus")
+        for c in _choices(g)
+    ],
 )
-def test_every_choice_composes(group: str, tmp_path: Path) -> None:
-    for choice in _choices(group):
-        if group == "corpus":
-            cfg = compose_config("prepare", [f"corpus={choice}"])
-            assert cfg.corpus._target_
-            continue
-        cfg = compose_config("train", [f"{group}={choice}", f"paths.output_dir={tmp_path}"])
-        if group in ("logger", "callbacks"):
-            for node in cfg[group].values():
-                instantiate(node)
-        elif group in ("optimizer", "scheduler"):
-            system = instantiate(cfg.system)
-            optimizer = system.optimizer_factory(system.parameters())
+def test_every_choice_composes_with_its_values(group: str, choice: str, tmp_path: Path) -> None:
+    """The composed group holds the file's values, and what it builds is of the named type."""
+    entry = "prepare" if group == "corpus" else "train"
+    cfg = compose_config(entry, [f"{group}={choice}", f"paths.output_dir={tmp_path}"])
+    values, _ = _own_values(CONF / group / f"{choice}.yaml", group)
+    if group == "data":  # data.augment is the augment group's to fill
+        values = [(k, v) for k, v in values if k != "data.augment"]
+    for key, value in values:
+        assert OmegaConf.select(cfg, key) == value, f"{group}={choice}: {key}"
+    if group in ("logger", "callbacks"):
+        for node in cfg[group].values():
+            if node is not None:
+                assert isinstance(instantiate(node), (Logger, Callback)), node._target_
+    elif group in ("optimizer", "scheduler"):
+        system = instantiate(cfg.system)
+        optimizer = system.optimizer_factory(system.parameters())
+        assert type(optimizer).__name__.lower() == cfg.optimizer._target_.rsplit(".", 1)[-1].lower()
+        if group == "scheduler":
             assert system.scheduler_factory(optimizer, 100)["scheduler"] is not None
 
 
@@ -159,14 +207,14 @@ def _head_inputs(head: torch.nn.Module, speakers: torch.Tensor, dim: int, classe
         return speakers
     if isinstance(head, MultiTask):
         return torch.stack([speakers, speakers % 2], dim=1)
-    if hasattr(head, "set_targets"):
+    if isinstance(head, NeedsTargets):
         head.set_targets(torch.randn(classes, dim))
     sessions = torch.arange(len(speakers)) % 2
     return torch.stack([speakers, sessions, (speakers + 1) % classes], dim=1)
 
 
 @pytest.mark.parametrize("enhancer", _choices("model/enhancer"))
-@pytest.mark.parametrize("loss", _choices("loss"))
+@pytest.mark.parametrize("loss", _choices("enhance_loss"))
 def test_enhancer_and_head_train_one_step(enhancer: str, loss: str) -> None:
     cfg = compose_config(
         "enhance",
@@ -175,7 +223,7 @@ def test_enhancer_and_head_train_one_step(enhancer: str, loss: str) -> None:
             "data.embed_dim=16",
             "data.num_speakers=5",
             f"model/enhancer={enhancer}",
-            f"loss={loss}",
+            f"enhance_loss={loss}",
         ],
     )
     system = instantiate(cfg.system)

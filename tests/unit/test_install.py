@@ -57,7 +57,9 @@ def test_every_requirement_is_in_the_lock() -> None:
     for extra in project["optional-dependencies"].values():
         wanted += extra
     locked = {package["name"] for package in _lock()["package"]}
-    names = {re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0].lower().replace("_", "-") for req in wanted}
+    names = {
+        re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0].lower().replace("_", "-") for req in wanted
+    }
     assert names - locked == set()
 
 
@@ -93,9 +95,7 @@ def test_a_mismatched_torchaudio_is_named_in_one_line(tmp_path: Path) -> None:
     wrong = f"{major}.{minor}.{int(patch) + 1}"
     dist = tmp_path / f"torchaudio-{wrong}.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: torchaudio\nVersion: {wrong}\n"
-    )
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torchaudio\nVersion: {wrong}\n")
     run = subprocess.run(
         [sys.executable, "-m", "speakerid.install_check"],
         capture_output=True,

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from speakerid.contracts import Corpus, list_prefix, reserved_speakers
 from speakerid.data.datasets import CropDataset, MultiCropDataset, UtteranceDataset, collate
 from speakerid.data.manifest import Manifest, Utterance
 from speakerid.data.samplers import ResumableLoader, ResumableSampler
@@ -108,11 +109,6 @@ def resolve_trials(
     return TrialSet.from_pairs(name, utterances, pairs)
 
 
-def _list_prefix(corpus, list_name: str) -> str:
-    """The prefix a corpus gives a list's paths (combined corpora: the member's name)."""
-    return corpus.list_prefix(list_name) if hasattr(corpus, "list_prefix") else ""
-
-
 def split_off(
     speakers: list[str], count: float, seed: int, what: str, where
 ) -> tuple[list[str], set[str]]:
@@ -201,7 +197,7 @@ class SpeakerDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        corpus,
+        corpus: Corpus,
         num_speakers: int,
         sample_rate: int = 16000,
         crop_seconds: float = 2.0,
@@ -287,12 +283,11 @@ class SpeakerDataModule(L.LightningDataModule):
         where = self.manifest.root if str(self.manifest.root) != "/" else "the combined corpora"
         if self.test_trials_name:
             path = self.corpus.trial_path(self.test_trials_name)
-            prefix = _list_prefix(self.corpus, self.test_trials_name)
+            prefix = list_prefix(self.corpus, self.test_trials_name)
             trials = read_trials(path)
             self.test_trials = resolve_trials("test", trials, self.manifest, path, prefix)
             held_out = {u.speaker for u in self.test_trials.utterances}
-        if hasattr(self.corpus, "reserved_speakers"):  # combined corpora: evaluation-only members
-            held_out |= self.corpus.reserved_speakers(self.manifest)
+        held_out |= reserved_speakers(self.corpus, self.manifest)
         dev = [s for s in self.manifest.speakers if s not in held_out]
         if self.test_speakers:
             if self.test_trials_name:
@@ -402,7 +397,7 @@ class SpeakerDataModule(L.LightningDataModule):
     ) -> tuple[list[Utterance], list[Utterance]]:
         """(split-1 rows, split-3 rows) of ``rows`` by the identification split list."""
         path = self.corpus.trial_path(self.iden_split)
-        prefix = _list_prefix(self.corpus, self.iden_split)
+        prefix = list_prefix(self.corpus, self.iden_split)
         splits = {
             prefix + str(PurePosixPath(p).with_suffix("")): s
             for p, s in read_iden_split(path).items()
@@ -436,7 +431,7 @@ class SpeakerDataModule(L.LightningDataModule):
                 "data.shards streams shuffled utterances with speaker labels: it cannot be "
                 "combined with data.iden_split, data.sampler or data.extra_labels"
             )
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         if self.shard_mode == "infinite" and trainer is not None:
             if trainer.max_steps is None or trainer.max_steps < 0:
                 raise ConfigError("data.shard_mode=infinite trains by steps: set trainer.max_steps")

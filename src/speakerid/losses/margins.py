@@ -4,6 +4,7 @@ warm-up callback for margin heads."""
 import lightning as L
 from speechbrain.nnet.losses import AngularMargin
 
+from speakerid.contracts import MarginHead
 from speakerid.losses.aam_softmax import MarginSoftmax
 
 
@@ -50,7 +51,7 @@ class MarginWarmup(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         head = pl_module.loss
-        if not hasattr(head, "set_margin"):
+        if not isinstance(head, MarginHead):
             name = type(head).__name__
             raise TypeError(f"MarginWarmup needs a margin head (AamSoftmax, AmSoftmax), not {name}")
         if self.target is None:

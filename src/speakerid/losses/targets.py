@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import cosine_similarity, normalize
 
-from speakerid.contracts import OTHER, SESSION, SPEAKER, HeadOutput, label_column
+from speakerid.contracts import OTHER, SESSION, SPEAKER, HeadOutput, NeedsTargets, label_column
 
 
 class TargetHead(nn.Module):
@@ -142,7 +142,7 @@ class WeightedSum(nn.Module):
 
     def set_targets(self, targets: Tensor) -> None:
         for head in self.heads.values():
-            if hasattr(head, "set_targets"):
+            if isinstance(head, NeedsTargets):
                 head.set_targets(targets)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:

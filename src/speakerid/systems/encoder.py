@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from speakerid.contracts import label_column
+from speakerid.contracts import Backbone, FrontEnd, LossHead, OwnOptimizer, label_column
 from speakerid.data.datasets import SpeakerBatch
 from speakerid.metrics import EqualErrorRate, MinDCF, compute_eer, threshold_at_far
 from speakerid.scoring import cosine_scores
@@ -43,9 +43,9 @@ class EncoderModule(L.LightningModule):
 
     def __init__(
         self,
-        features: nn.Module,
-        backbone: nn.Module,
-        loss: nn.Module,
+        features: FrontEnd,
+        backbone: Backbone,
+        loss: LossHead,
         optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
         scheduler: Schedule | None = None,
         far_target: float = 0.01,
@@ -77,7 +77,9 @@ class EncoderModule(L.LightningModule):
         self.test_embeddings: Tensor | None = None
 
     def setup(self, stage: str) -> None:
-        if self.compile_backbone and not getattr(self.backbone, "_compiled_call_impl", None):
+        # torch's own mark of a module compiled in place (setup runs again for testing)
+        compiled = getattr(self.backbone, "_compiled_call_impl", None) is not None
+        if self.compile_backbone and not compiled:
             self.backbone.compile(backend=self.compile_backend, dynamic=True)
 
     def forward(self, wav: Tensor, lengths: Tensor) -> Tensor:
@@ -117,8 +119,9 @@ class EncoderModule(L.LightningModule):
         self._embeddings, self._rows = [], []
         if self.trainer.sanity_checking:
             return
-        trials = getattr(self.trainer.datamodule, f"{stage}_trials")
-        crops = max(getattr(self.trainer.datamodule, "eval_crops", 0), 1)
+        datamodule = self.trainer.datamodule
+        trials = datamodule.val_trials if stage == "val" else datamodule.test_trials
+        crops = max(datamodule.eval_crops, 1)
         # (W,N,D) under DDP, (N,D) alone; the sampler's padding repeats rows, which is harmless
         # here: a repeated row is written twice with the same value
         embeddings = self.all_gather(embeddings).reshape(-1, embeddings.shape[-1])
@@ -147,14 +150,21 @@ class EncoderModule(L.LightningModule):
     def optimized_parameters(self) -> list[nn.Parameter]:
         """What the configured optimizer updates: everything but parameters a loss head
         optimizes itself (the contrastive-center loss's centers)."""
-        own = {id(p) for p in getattr(self.loss, "own_parameters", list)()}
+        if not isinstance(self.loss, OwnOptimizer):
+            return list(self.parameters())
+        own = {id(p) for p in self.loss.own_parameters()}
         return [p for p in self.parameters() if id(p) not in own]
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         """With the main optimizer's step (after the backward pass, gradients accumulated): the
         head's own optimizer steps too."""
-        if hasattr(self.loss, "step_own"):
+        if isinstance(self.loss, OwnOptimizer):
             self.loss.step_own()
 
     def configure_optimizers(self) -> dict:
-        return configure_optimizers(self, self.optimizer_factory, self.scheduler_factory)
+        return configure_optimizers(
+            self.optimized_parameters(),
+            self.optimizer_factory,
+            self.scheduler_factory,
+            self.trainer,
+        )

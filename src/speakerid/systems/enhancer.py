@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from speakerid.contracts import Enhancer, LossHead, NeedsTargets
 from speakerid.metrics import compute_eer, compute_min_dcf
 from speakerid.scoring import cosine_scores
 from speakerid.systems.schedules import configure_optimizers
@@ -42,8 +43,8 @@ class EnhancerModule(L.LightningModule):
 
     def __init__(
         self,
-        enhancer: nn.Module,
-        loss: nn.Module,
+        enhancer: Enhancer,
+        loss: LossHead,
         optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
         scheduler: Schedule | None = None,
     ) -> None:
@@ -59,7 +60,7 @@ class EnhancerModule(L.LightningModule):
         return self.enhancer(embeddings)
 
     def on_fit_start(self) -> None:
-        if hasattr(self.loss, "set_targets"):
+        if isinstance(self.loss, NeedsTargets):
             self.loss.set_targets(self.trainer.datamodule.targets.to(self.device))
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -87,10 +88,13 @@ class EnhancerModule(L.LightningModule):
         self._inputs, self._outputs = [], []
         if self.trainer.sanity_checking:
             return
-        trials = getattr(self.trainer.datamodule, f"{stage}_trials")
+        datamodule = self.trainer.datamodule
+        trials = datamodule.val_trials if stage == "val" else datamodule.test_trials
         for suffix, table in (("", outputs), ("_original", inputs)):
             for name, value in verification_figures(table, trials).items():
                 self.log(f"{stage}/{name}{suffix}", value, prog_bar=name == "eer")
 
     def configure_optimizers(self) -> dict:
-        return configure_optimizers(self, self.optimizer_factory, self.scheduler_factory)
+        return configure_optimizers(
+            self.parameters(), self.optimizer_factory, self.scheduler_factory, self.trainer
+        )

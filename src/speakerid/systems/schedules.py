@@ -91,18 +91,17 @@ class PerEpoch:
 
 
 def configure_optimizers(
-    module: L.LightningModule,
+    params: Iterable[nn.Parameter],
     optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
     scheduler: Callable[[Optimizer, int], dict] | None,
+    trainer: L.Trainer,
 ) -> dict:
-    """What a system's ``configure_optimizers`` returns: the optimizer over its parameters (those
-    of ``optimized_parameters()`` when the system has it), and the schedule sized by the
-    trainer's total steps."""
-    params = getattr(module, "optimized_parameters", module.parameters)()
+    """What a system's ``configure_optimizers`` returns: the optimizer over ``params``, and the
+    schedule sized by the trainer's total steps."""
     built = optimizer(params)
     if scheduler is None:
         return {"optimizer": built}
     return {
         "optimizer": built,
-        "lr_scheduler": scheduler(built, int(module.trainer.estimated_stepping_batches)),
+        "lr_scheduler": scheduler(built, int(trainer.estimated_stepping_batches)),
     }

@@ -115,6 +115,11 @@ class AudioCorpus:
     def trial_path(self, name: str) -> Path:
         return self.root / name
 
+    def validation_reports(self) -> dict[Path, ValidationReport]:
+        """The report of the validation pass run by this reader, by report file (none when the
+        manifest came from the cache)."""
+        return {} if self.report is None else {self.report_path(): self.report}
+
     def _fingerprint(self) -> dict:
         return {
             "reader": self.name,

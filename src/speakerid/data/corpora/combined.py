@@ -60,6 +60,9 @@ class CombinedCorpus:
             ]
         return Manifest(self.root, rows)
 
+    def validation_reports(self) -> dict:
+        return {p: r for c in self.corpora.values() for p, r in c.validation_reports().items()}
+
     def reserved_speakers(self, manifest: Manifest) -> set[str]:
         """Speakers that must not train: those of the ``eval_only`` members."""
         prefixes = tuple(f"{name}/" for name in self.eval_only)

@@ -141,13 +141,8 @@ class SyntheticCorpus:
     def trial_path(self, name: str) -> Path:
         return self.reader.trial_path(name)
 
-    def report_path(self) -> Path:
-        return self.reader.report_path()
-
-    @property
-    def report(self):
-        """The last validation pass's report (None when the manifest came from the cache)."""
-        return self.reader.report
+    def validation_reports(self) -> dict:
+        return self.reader.validation_reports()
 
     def prepare(self) -> None:
         """Build the corpus unless a complete one with the same parameters is already there."""
