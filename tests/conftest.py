@@ -36,7 +36,7 @@ TINY_DATA = {
     "batch_size": 4,
     "num_workers": 0,
     "crop_seconds": 0.5,
-    "eval_batch_size": 1,
+    "eval": {"batch_size": 1},
 }
 TINY_MODEL = {
     "model.backbone.channels": 16,
@@ -54,7 +54,9 @@ def tiny_overrides(data_dir: Path, output_dir: Path) -> list[str]:
         f"paths.log_dir={output_dir}/logs",
     ]
     out += [f"data.corpus.{k}={v}" for k, v in TINY_CORPUS.items()]
-    out += [f"data.{k}={v}" for k, v in TINY_DATA.items()]
+    for key, value in TINY_DATA.items():
+        nested = value.items() if isinstance(value, dict) else [("", value)]
+        out += [f"data.{key}{'.' + k if k else ''}={v}" for k, v in nested]
     return out
 
 

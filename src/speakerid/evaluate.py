@@ -33,9 +33,11 @@ def evaluate(cfg: DictConfig) -> dict:
     data_cfg = cfg.data if cfg.get("data") is not None else run_cfg.data
     overrides = {
         "num_workers": cfg.num_workers,
-        "eval_batch_size": cfg.batch_size,
-        "eval_crops": cfg.crops,
-        "eval_crop_seconds": cfg.crop_seconds,
+        "eval": {
+            "batch_size": cfg.batch_size,
+            "crops": cfg.crops,
+            "crop_seconds": cfg.crop_seconds,
+        },
     }
     if cfg.trials:
         overrides["test_trials"] = cfg.trials

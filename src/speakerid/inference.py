@@ -51,7 +51,7 @@ def load_system(path: str | Path) -> tuple[torch.nn.Module, DictConfig, dict]:
         ``(system, run_config, checkpoint)``, the system in eval mode on the CPU.
     """
     checkpoint = load_checkpoint(path)
-    run_cfg = OmegaConf.create(checkpoint["speakerid"]["config"])
+    run_cfg = OmegaConf.create(upgraded_config(checkpoint["speakerid"]["config"]))
     system = instantiate(run_cfg.system)
     try:
         system.load_state_dict(checkpoint["state_dict"])
@@ -60,6 +60,32 @@ def load_system(path: str | Path) -> tuple[torch.nn.Module, DictConfig, dict]:
             f"{path}: weights do not fit the stored config ({str(err)[:300]})"
         ) from None
     return system.eval(), run_cfg, checkpoint
+
+
+# Data settings that moved into groups (data.eval.*, data.shards.*): old name -> new path.
+MOVED_DATA_KEYS = {
+    "eval_batch_size": ("eval", "batch_size"),
+    "eval_max_seconds": ("eval", "max_seconds"),
+    "eval_crops": ("eval", "crops"),
+    "eval_crop_seconds": ("eval", "crop_seconds"),
+    "shards": ("shards", "dir"),
+    "shard_mode": ("shards", "mode"),
+    "shard_buffer": ("shards", "buffer"),
+}
+
+
+def upgraded_config(config: dict) -> dict:
+    """A checkpoint's stored config in today's layout: checkpoints written before the data
+    settings were grouped still evaluate (their flat ``data.eval_*``/``data.shard*`` keys move)."""
+    data = config.get("data")
+    if not isinstance(data, dict) or isinstance(data.get("eval"), dict):
+        return config
+    data = dict(data)
+    for old, (group, key) in MOVED_DATA_KEYS.items():
+        if old in data and not isinstance(data[old], dict):
+            value = data.pop(old)
+            data[group] = {**(data.get(group) or {}), key: value}
+    return {**config, "data": data}
 
 
 def stored_thresholds(checkpoint: dict) -> dict:

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from lightning.pytorch import Callback
-from lightning.pytorch.loggers import Logger
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch import Callback
+from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 from tests.conftest import CONF, TINY_MODEL, compose_config, tiny_overrides
 

@@ -53,7 +53,7 @@ def test_crops_are_seeded(tiny_corpus: SyntheticCorpus) -> None:
 
 
 def test_eval_batches_hold_whole_utterances_longest_first(tiny_corpus: SyntheticCorpus) -> None:
-    dm = _datamodule(tiny_corpus, eval_batch_size=4)
+    dm = _datamodule(tiny_corpus, eval={"batch_size": 4})
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
     utterances = dm.val_trials.utterances
@@ -61,14 +61,14 @@ def test_eval_batches_hold_whole_utterances_longest_first(tiny_corpus: Synthetic
     assert batch.lengths.tolist() == sorted(batch.lengths.tolist(), reverse=True)
     assert int(dm.val_trials.enroll.max()) < len(utterances)
     assert set(dm.val_trials.labels.tolist()) == {0, 1}
-    capped = _datamodule(tiny_corpus, eval_max_seconds=1.25, eval_batch_size=4)
+    capped = _datamodule(tiny_corpus, eval={"max_seconds": 1.25, "batch_size": 4})
     capped.setup("fit")
     lengths = next(iter(capped.val_dataloader())).lengths.tolist()
     assert lengths == [min(u.num_samples, 20000) for u in capped.val_trials.utterances[:4]]
 
 
 def test_multi_crop_eval_batches(tiny_corpus: SyntheticCorpus) -> None:
-    dm = _datamodule(tiny_corpus, eval_crops=3, eval_crop_seconds=0.5, eval_batch_size=6)
+    dm = _datamodule(tiny_corpus, eval={"crops": 3, "crop_seconds": 0.5, "batch_size": 6})
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
     assert batch.wav.shape == (6, 8000) and batch.index.tolist() == list(range(6))
@@ -80,8 +80,8 @@ def test_multi_crop_eval_batches(tiny_corpus: SyntheticCorpus) -> None:
     torch.testing.assert_close(batch.wav[1], torch.from_numpy(wav[middle : middle + 8000]))
     torch.testing.assert_close(batch.wav[2], torch.from_numpy(wav[-8000:]))
     assert len(dm.val_dataloader().dataset) == 3 * len(dm.val_trials.utterances)
-    with pytest.raises(ConfigError, match="eval_crops must be >= 0"):
-        _datamodule(tiny_corpus, eval_crops=-1)
+    with pytest.raises(ConfigError, match=r"eval\.crops must be >= 0"):
+        _datamodule(tiny_corpus, eval={"crops": -1})
 
 
 def test_trial_set_extended_keeps_its_trials(tiny_corpus: SyntheticCorpus) -> None:

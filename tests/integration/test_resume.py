@@ -88,7 +88,11 @@ def test_resume_mid_epoch_from_shards_matches_an_uninterrupted_run(
     tiny_data_dir: Path, tiny_corpus, tmp_path: Path, monkeypatch, mode: str
 ) -> None:
     write_shards(tiny_corpus.manifest(), tmp_path / "shards", shard_size=7)
-    settings = [*EVERY_2_STEPS, f"data.shards={tmp_path / 'shards'}", f"data.shard_mode={mode}"]
+    settings = [
+        *EVERY_2_STEPS,
+        f"data.shards.dir={tmp_path / 'shards'}",
+        f"data.shards.mode={mode}",
+    ]
     if mode == "infinite":
         settings += ["trainer.max_steps=8", "trainer.val_check_interval=3"]
     full = train(tiny_train_config(tiny_data_dir, tmp_path / "full", *settings))

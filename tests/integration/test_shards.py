@@ -131,7 +131,7 @@ def test_shards_hold_the_audio_and_metadata(tiny_corpus, shard_dirs: dict) -> No
 def test_training_batches_from_shards(tiny_corpus, shard_dirs: dict) -> None:
     folder, _ = shard_dirs["flac"]
     settings = {**TINY_DATA, "num_workers": 2, "batch_size": 1}
-    dm = SpeakerDataModule(tiny_corpus, **settings, shards=str(folder))
+    dm = SpeakerDataModule(tiny_corpus, **settings, shards={"dir": str(folder)})
     dm.setup("fit")
     loader = dm.train_dataloader()
     batches = list(loader)
@@ -149,7 +149,7 @@ def test_bad_shard_settings_are_named(tiny_corpus, shard_dirs: dict, tmp_path) -
     folder, _ = shard_dirs["flac"]
     with pytest.raises(ConfigError, match="no shard index"):
         ShardDataset(folder.parent / "none", {}, 8000)
-    with pytest.raises(ConfigError, match="shard_mode must be one of"):
+    with pytest.raises(ConfigError, match=r"shards\.mode must be one of"):
         ShardDataset(folder, {}, 8000, mode="endless")
     one = tiny_corpus.manifest().speakers[:1]  # most shards hold none of its utterances
     with pytest.raises(ConfigError, match="no training utterance in this shard"):
@@ -168,13 +168,13 @@ def test_bad_shard_settings_are_named(tiny_corpus, shard_dirs: dict, tmp_path) -
 
 def test_a_run_trains_from_shards(tiny_data_dir, shard_dirs: dict, tmp_path) -> None:
     folder, _ = shard_dirs["flac"]
-    metrics = train(tiny_train_config(tiny_data_dir, tmp_path, f"data.shards={folder}"))
+    metrics = train(tiny_train_config(tiny_data_dir, tmp_path, f"data.shards.dir={folder}"))
     assert torch.isfinite(torch.tensor(metrics["train/loss"])) and 0 <= metrics["test/eer"] <= 1
 
 
 def test_an_endless_stream_trains_by_steps(tiny_data_dir, shard_dirs: dict, tmp_path) -> None:
     folder, _ = shard_dirs["flac"]
-    extra = [f"data.shards={folder}", "data.shard_mode=infinite", "test=false"]
+    extra = [f"data.shards.dir={folder}", "data.shards.mode=infinite", "test=false"]
     cfg = tiny_train_config(tiny_data_dir, tmp_path, *extra)
     with pytest.raises(ConfigError, match=r"set trainer\.max_steps"):
         train(cfg)

@@ -23,7 +23,7 @@ from torch.nn.functional import normalize
 from speakerid.analysis import plots
 from speakerid.analysis.clustering import choose_k, cluster
 from speakerid.analysis.similarity import similarity_matrix
-from speakerid.data.datamodule import TrialSet
+from speakerid.data.trialset import TrialSet
 from speakerid.errors import ConfigError
 from speakerid.metrics import (
     actual_dcf,

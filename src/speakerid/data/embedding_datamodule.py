@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from speakerid.data.datamodule import split_speakers
 from speakerid.data.embedding_store import EmbeddingStore
 from speakerid.data.enhancement_lists import read, utt_id
+from speakerid.data.splits import split_speakers
 from speakerid.data.trials import make_trials, read_trials
 from speakerid.errors import ConfigError, ListFileError
 

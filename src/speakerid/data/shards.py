@@ -203,7 +203,7 @@ class ShardDataset(IterableDataset):
         world_size: int | None = None,
     ) -> None:
         if mode not in MODES:
-            raise ConfigError(f"data.shard_mode must be one of {MODES}, got {mode!r}")
+            raise ConfigError(f"data.shards.mode must be one of {MODES}, got {mode!r}")
         self.shard_dir = Path(shard_dir)
         self.index = read_index(shard_dir)
         self.labels = labels

@@ -23,7 +23,7 @@ class EncoderModule(L.LightningModule):
     the embeddings of all processes, score the trials by cosine, and log ``{stage}/eer`` and
     ``{stage}/min_dcf`` (P_target 0.01; test also ``min_dcf_p05``, ``eer_threshold`` and
     ``far_threshold``).
-    With the data module's ``eval_crops`` > 0 an utterance's embedding is the mean of its crops'.
+    With the data module's ``eval.crops`` > 0 an utterance's embedding is the mean of its crops'.
     After testing, ``test_embeddings`` holds the (U,D) embedding table of the test set's
     utterances (as the backbone gives them; scoring normalizes).
 
@@ -121,7 +121,7 @@ class EncoderModule(L.LightningModule):
             return
         datamodule = self.trainer.datamodule
         trials = datamodule.val_trials if stage == "val" else datamodule.test_trials
-        crops = max(datamodule.eval_crops, 1)
+        crops = max(datamodule.eval.crops, 1)
         # (W,N,D) under DDP, (N,D) alone; the sampler's padding repeats rows, which is harmless
         # here: a repeated row is written twice with the same value
         embeddings = self.all_gather(embeddings).reshape(-1, embeddings.shape[-1])
