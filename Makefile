@@ -6,7 +6,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install sync lock train eval embed enhance export prepare docs baseline test test-all lint format sweep search bench clean clean-data
+.PHONY: help install sync lock train eval embed enhance export prepare docs baseline test test-fast test-all lint format sweep search bench clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ baseline: install ## EER of a model that does not learn (cosine of mean fbank) o
 
 test: install ## Run the test suite (all CPU tests, slow ones included)
 	$(PY) -m pytest -m "not gpu" $(ARGS)
+
+test-fast: install ## The inner loop: every test but the slow ones (train runs, subprocess entry points)
+	$(PY) -m pytest -m "not slow and not gpu" $(ARGS)
 
 test-all: install ## Run every test, GPU ones included (they need CUDA)
 	$(PY) -m pytest $(ARGS)

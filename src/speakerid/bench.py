@@ -24,12 +24,27 @@ from rich.console import Console
 from rich.table import Table
 from torchaudio.compliance.kaldi import fbank
 
-from speakerid.backbones import EcapaTdnn
-from speakerid.features import KaldiFbank
-from speakerid.losses import AamSoftmax
 from speakerid.metrics import compute_eer, compute_min_dcf
 from speakerid.scoring import as_norm, cosine_scores
 from speakerid.utils.io import write_json
+
+
+def default_recipe(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """(front end, backbone, loss head) of ``conf/train.yaml`` as composed — the recipe that
+    ``make train`` runs, so the figures follow any change to its defaults. The head has
+    ``NUM_CLASSES`` classes."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from speakerid.cli import CONFIG_PATH
+
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train", [f"data.num_speakers={NUM_CLASSES}"])
+    torch.manual_seed(seed)
+    return instantiate(cfg.features), instantiate(cfg.model.backbone), instantiate(cfg.loss)
+
+
+NUM_CLASSES = 144  # the built-in corpus's training speakers
 
 
 def _timed(fn, repeats: int = 3) -> float:
@@ -43,19 +58,17 @@ def _timed(fn, repeats: int = 3) -> float:
 def bench_fbank(batch: int = 64, seconds: float = 2.0) -> dict:
     wav = torch.randn(batch, int(16000 * seconds)) * 0.1
     lengths = torch.full((batch,), wav.shape[1])
-    front_end = KaldiFbank()
+    front_end = default_recipe()[0]
     ours = _timed(lambda: front_end(wav, lengths))
     loop = _timed(lambda: [fbank(w[None] * 32768, num_mel_bins=80, dither=0.0) for w in wav])
     return {"name": "fbank (utt/s)", "value": batch / ours, "reference": batch / loop}
 
 
 def bench_training(batch: int = 32, seconds: float = 2.0, steps: int = 5) -> dict:
-    torch.manual_seed(0)
-    front_end = KaldiFbank()
-    model = EcapaTdnn(channels=128, embed_dim=128, attention_channels=64, se_channels=64)
-    head = AamSoftmax(128, 144)
+    front_end, model, head = default_recipe()
     optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-3)
-    wav, labels = torch.randn(batch, int(16000 * seconds)) * 0.1, torch.randint(0, 144, (batch,))
+    wav = torch.randn(batch, int(16000 * seconds)) * 0.1
+    labels = torch.randint(0, NUM_CLASSES, (batch,))
     lengths = torch.full((batch,), wav.shape[1])
 
     def step() -> None:
@@ -156,12 +169,10 @@ def bench_lightning_overhead(batch: int = 32, seconds: float = 2.0, steps: int =
 
     generator = torch.Generator().manual_seed(0)
     wavs = 0.1 * torch.randn(steps * batch, int(16000 * seconds), generator=generator)
-    labels = torch.randint(0, 144, (steps * batch,), generator=generator)
+    labels = torch.randint(0, NUM_CLASSES, (steps * batch,), generator=generator)
 
     def build() -> tuple:
-        torch.manual_seed(0)
-        backbone = EcapaTdnn(channels=128, embed_dim=128, attention_channels=64, se_channels=64)
-        return KaldiFbank(), backbone, AamSoftmax(128, 144)
+        return default_recipe()
 
     def batches():
         for i in range(0, len(wavs), batch):
@@ -218,9 +229,8 @@ def bench_extraction(seconds: float = 4.0, count: int = 12, batch: int = 12) -> 
 
     from speakerid.export import EmbeddingModel
 
-    torch.manual_seed(0)
-    backbone = EcapaTdnn(channels=128, embed_dim=128, attention_channels=64, se_channels=64)
-    model = EmbeddingModel(KaldiFbank(), backbone).eval()
+    front_end, backbone, _ = default_recipe()
+    model = EmbeddingModel(front_end, backbone).eval()
     wavs = 0.1 * torch.randn(count, int(16000 * seconds))
     audio = count * seconds
 

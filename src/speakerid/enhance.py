@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.data import enhancement_lists
 from speakerid.data.embedding_store import StoreWriter
-from speakerid.train import make_trainer
+from speakerid.runs import make_trainer
 from speakerid.utils.io import write_json
 from speakerid.utils.loggers import close_loggers
 

@@ -19,7 +19,9 @@ from speakerid.analysis.logging import log_report
 from speakerid.analysis.report import analyse, build_eval_set
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.contracts import Classifier
+from speakerid.data.loaders import eval_loader
 from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
+from speakerid.systems.encoder import embedding_table
 from speakerid.utils.io import write_json
 from speakerid.utils.loggers import close_loggers
 
@@ -48,7 +50,6 @@ def evaluate(cfg: DictConfig) -> dict:
     evalset = build_eval_set(
         datamodule, cfg.evaluation.verification.cohort_per_speaker, seed=cfg.seed
     )
-    datamodule.test_trials = evalset.trials
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
@@ -58,11 +59,25 @@ def evaluate(cfg: DictConfig) -> dict:
         callbacks=[RichProgressBar()],
         enable_checkpointing=False,
     )
-    trainer.test(system, datamodule=datamodule, verbose=False)
+    loader = eval_loader(
+        evalset.trials,
+        datamodule.manifest,
+        datamodule.eval,
+        datamodule.sample_rate,
+        cfg.num_workers,
+    )
+    batches = trainer.predict(system, dataloaders=loader)
+    crops = max(datamodule.eval.crops, 1)
+    embeddings = embedding_table(
+        torch.cat([e for e, _ in batches]),
+        torch.cat([r for _, r in batches]),
+        len(evalset.trials.utterances),
+        crops,
+    )
     out_dir = Path(cfg.output_dir) if cfg.output_dir else _run_folder(Path(cfg.ckpt_path))
     stored = stored_thresholds(checkpoint).get("eer")
     report, images = analyse(
-        system.test_embeddings,
+        embeddings,
         evalset,
         cfg.evaluation,
         out_dir,

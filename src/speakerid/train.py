@@ -7,19 +7,14 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from speakerid.callbacks import (
-    AtomicCheckpointIO,
-    ConfigInCheckpoint,
-    RandomState,
-    TrackTrainingBatches,
-)
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, save_thresholds
+from speakerid.runs import make_trainer
 from speakerid.utils.io import write_json
-from speakerid.utils.loggers import close_loggers, code_version
+from speakerid.utils.loggers import close_loggers
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +30,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
     torch.set_flush_denormal(True)  # CPU training can stall on denormal floats otherwise
     datamodule = instantiate(cfg.data)
-    if cfg.data.get("num_speakers", 0) is None:  # count the training speakers of the data
-        datamodule.setup("fit")
-        with open_dict(cfg):
-            cfg.data.num_speakers = len(datamodule.speakers)
-        log.info("data.num_speakers=null: %d training speakers", cfg.data.num_speakers)
+    cfg = with_counted_speakers(cfg, datamodule)
     system = instantiate(cfg.system)
     if cfg.get("init_from"):
         init_backbone(system, cfg.init_from)
@@ -57,27 +48,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
-    """The run's Trainer with its callbacks (plus the config-in-checkpoint one), atomic
-    checkpoint files, and loggers, which get the resolved config as hyperparameters."""
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks += [ConfigInCheckpoint(resolved), TrackTrainingBatches(), RandomState()]
-    resumed_wandb = _stored_wandb_id(cfg.get("ckpt_path"))
-    loggers = [_logger(c, resumed_wandb) for c in (cfg.logger or {}).values() if c is not None]
-    resolved = {**resolved, "code": code_version()}  # what the loggers record
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
-    )
-    for lg in loggers:
-        lg.log_hyperparams(resolved)
-    return trainer, loggers
-
-
-def _logger(node: DictConfig, wandb_id: str | None):
-    """Instantiate a logger; a W&B one continues the run ``wandb_id`` when resuming."""
-    resume = {"id": wandb_id, "resume": "allow"} if wandb_id and "wandb" in node._target_ else {}
-    return instantiate(node, **resume)
+def with_counted_speakers(cfg: DictConfig, datamodule) -> DictConfig:
+    """The run's config with ``data.num_speakers: null`` resolved to the data's training classes
+    (a new config: the loss heads, the stored config and the loggers all see the count)."""
+    if cfg.data.get("num_speakers", 0) is not None:
+        return cfg
+    datamodule.setup("fit")
+    count = len(datamodule.speakers)
+    log.info("data.num_speakers=null: %d training classes", count)
+    return OmegaConf.merge(cfg, {"data": {"num_speakers": count}})
 
 
 def init_backbone(system, ckpt_path: str) -> None:
@@ -95,13 +74,6 @@ def init_backbone(system, ckpt_path: str) -> None:
         first = str(err).splitlines()[0]
         raise ConfigError(f"{ckpt_path}: its backbone does not fit this one ({first})") from None
     log.info("backbone initialized from %s", ckpt_path)
-
-
-def _stored_wandb_id(ckpt_path: str | None) -> str | None:
-    """The W&B run a checkpoint was logged to, to resume it (None: not resuming or none)."""
-    if not ckpt_path or not Path(ckpt_path).is_file():
-        return None
-    return load_checkpoint(ckpt_path)["speakerid"].get("wandb_id")
 
 
 def _test_checkpoint(trainer: L.Trainer, choice: str) -> str | None:

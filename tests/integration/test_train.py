@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import optuna
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tests.conftest import TINY_MODEL, compose_config, tiny_overrides, tiny_train_config
 
 from speakerid.errors import ConfigError
@@ -20,12 +22,26 @@ from speakerid.train import init_backbone, train
 BIN = Path(sys.executable).parent
 
 
-def test_fast_dev_run(tiny_train_cfg: DictConfig) -> None:
+def test_fast_dev_run(tiny_train_cfg: DictConfig, monkeypatch) -> None:
+    """One step of the default recipe changes the weights, and saves nothing."""
     with open_dict(tiny_train_cfg):
         tiny_train_cfg.trainer.fast_dev_run = True
         tiny_train_cfg.test = False
+    fitted = []
+    fit = L.Trainer.fit
+
+    def recording_fit(trainer, system, **kwargs):
+        before = {k: v.clone() for k, v in system.backbone.state_dict().items()}
+        fit(trainer, system, **kwargs)
+        fitted.append((before, system.backbone.state_dict()))
+
+    monkeypatch.setattr(L.Trainer, "fit", recording_fit)
     metrics = train(tiny_train_cfg)
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    ((before, after),) = fitted
+    changed = [k for k in before if k.endswith("weight") and not torch.equal(before[k], after[k])]
+    assert len(changed) > 10  # every layer's weights moved, not only one
+    assert not (Path(tiny_train_cfg.paths.output_dir) / "checkpoints").exists()
 
 
 def test_unknown_test_checkpoint_fails_before_training(tiny_train_cfg: DictConfig) -> None:
@@ -65,9 +81,15 @@ def test_all_loggers_at_once_offline(tiny_data_dir: Path, tmp_path: Path) -> Non
     )
     metrics = train(cfg)
     assert 0.0 <= metrics["test/eer"] <= 1.0  # tested the best checkpoint
-    assert (tmp_path / "csv" / "metrics.csv").read_text().startswith("epoch,step")
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"epoch", "step", "val/eer", "test/eer", "test/min_dcf"} <= set(header)
+    scalars = set()
+    for events in (tmp_path / "tensorboard").rglob("events.out.tfevents.*"):
+        scalars |= set(EventAccumulator(str(events)).Reload().Tags()["scalars"])
+    assert {"val/eer", "val/min_dcf", "test/eer"} <= scalars
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    (records,) = run.glob("run-*.wandb")
+    assert b"test/eer" in records.read_bytes() and b"val/eer" in records.read_bytes()
 
 
 @pytest.mark.slow

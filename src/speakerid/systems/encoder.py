@@ -16,6 +16,14 @@ from speakerid.systems.schedules import configure_optimizers
 Schedule = Callable[[Optimizer, int], dict]
 
 
+def embedding_table(embeddings: Tensor, rows: Tensor, utterances: int, crops: int = 1) -> Tensor:
+    """(U,D) table of ``utterances`` from (N,D) embeddings of rows ``rows`` (each utterance's
+    ``crops`` crops are rows ``u*crops ... u*crops+crops-1``; the table holds their mean)."""
+    table = embeddings.new_zeros(utterances * crops, embeddings.shape[-1])
+    table[rows] = embeddings
+    return table.view(-1, crops, table.shape[-1]).mean(dim=1)
+
+
 class EncoderModule(L.LightningModule):
     """Front end -> backbone -> loss head, with validation/test EER from trial lists.
 
@@ -24,8 +32,8 @@ class EncoderModule(L.LightningModule):
     ``{stage}/min_dcf`` (P_target 0.01; test also ``min_dcf_p05``, ``eer_threshold`` and
     ``far_threshold``).
     With the data module's ``eval.crops`` > 0 an utterance's embedding is the mean of its crops'.
-    After testing, ``test_embeddings`` holds the (U,D) embedding table of the test set's
-    utterances (as the backbone gives them; scoring normalizes).
+    ``predict_step`` returns each batch's ``(embeddings, rows)`` (``trainer.predict`` over an
+    evaluation loader; :func:`embedding_table` assembles them).
 
     Args:
         features: front end, ``(B,S), (B,) -> (B,T,F), (B,)``; always run in float32.
@@ -74,7 +82,6 @@ class EncoderModule(L.LightningModule):
         )
         self._embeddings: list[Tensor] = []
         self._rows: list[Tensor] = []
-        self.test_embeddings: Tensor | None = None
 
     def setup(self, stage: str) -> None:
         # torch's own mark of a module compiled in place (setup runs again for testing)
@@ -104,6 +111,10 @@ class EncoderModule(L.LightningModule):
     def test_step(self, batch: SpeakerBatch, batch_idx: int) -> None:
         self._embed(batch)
 
+    def predict_step(self, batch: SpeakerBatch, batch_idx: int) -> tuple[Tensor, Tensor]:
+        """(B,D) embeddings of the batch and the (B,) table rows they belong to."""
+        return self(batch.wav, batch.lengths).float().cpu(), batch.index.cpu()
+
     def on_validation_epoch_end(self) -> None:
         self._score("val")
 
@@ -126,11 +137,7 @@ class EncoderModule(L.LightningModule):
         # here: a repeated row is written twice with the same value
         embeddings = self.all_gather(embeddings).reshape(-1, embeddings.shape[-1])
         rows = self.all_gather(rows).reshape(-1)
-        table = embeddings.new_zeros(len(trials.utterances) * crops, embeddings.shape[-1])
-        table[rows] = embeddings
-        table = table.view(-1, crops, table.shape[-1]).mean(dim=1)  # (U,D) mean over crops
-        if stage == "test":
-            self.test_embeddings = table.cpu()  # for a caller's analysis
+        table = embedding_table(embeddings, rows, len(trials.utterances), crops)
         scores = cosine_scores(table, trials.enroll.to(self.device), trials.test.to(self.device))
         labels = trials.labels.to(self.device)
         shard = slice(self.global_rank, None, self.trainer.world_size)  # each trial counted once
