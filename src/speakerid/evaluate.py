@@ -16,7 +16,8 @@ from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 
 from speakerid.analysis.logging import log_report
-from speakerid.analysis.report import analyse, build_eval_set
+from speakerid.analysis.report import EvalSet, build_eval_set
+from speakerid.analysis.sections import EvalContext, run_sections
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.contracts import Classifier
 from speakerid.data.loaders import eval_loader
@@ -47,47 +48,23 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule.prepare_data()
     datamodule.setup("test")
     num_trial_utterances = len(datamodule.test_trials.utterances)
-    evalset = build_eval_set(
-        datamodule, cfg.evaluation.verification.cohort_per_speaker, seed=cfg.seed
-    )
+    evalset = build_eval_set(datamodule, cfg.evaluation.cohort_per_speaker, seed=cfg.seed)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer = L.Trainer(
-        accelerator=cfg.accelerator,
-        devices=1,
-        precision=cfg.precision,
-        logger=loggers or False,
-        callbacks=[RichProgressBar()],
-        enable_checkpointing=False,
-    )
-    loader = eval_loader(
-        evalset.trials,
-        datamodule.manifest,
-        datamodule.eval,
-        datamodule.sample_rate,
-        cfg.num_workers,
-    )
-    batches = trainer.predict(system, dataloaders=loader)
-    crops = max(datamodule.eval.crops, 1)
-    embeddings = embedding_table(
-        torch.cat([e for e, _ in batches]),
-        torch.cat([r for _, r in batches]),
-        len(evalset.trials.utterances),
-        crops,
-    )
+    table = _embed(system, evalset, datamodule, cfg, loggers)
     out_dir = Path(cfg.output_dir) if cfg.output_dir else _run_folder(Path(cfg.ckpt_path))
-    stored = stored_thresholds(checkpoint).get("eer")
-    report, images = analyse(
-        embeddings,
-        evalset,
-        cfg.evaluation,
+    context = EvalContext(
         out_dir,
-        stored,
+        stored_thresholds(checkpoint).get("eer"),
         _classifier(system, 1 + len(run_cfg.data.get("speed_classes") or [])),
     )
-    cosine = report["verification"].get("cosine")
+    sections = {name: instantiate(node) for name, node in cfg.evaluation.sections.items()}
+    report, images = run_sections(sections, table, evalset, context)
+    verification = sections.get("verification")
+    if verification is not None:  # the primary scoring's figures lead the report
+        report = {**_headline(report["verification"], verification.primary), **report}
+    cosine = report.get("verification", {}).get("cosine")
     report.update(
         {
-            "threshold": report["verification"][report["scoring"]]["threshold_eer"],
             "num_trials": len(evalset.trials.labels),
             "num_trial_utterances": num_trial_utterances,
             "num_utterances": len(evalset.trials.utterances),
@@ -116,6 +93,44 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
+def _embed(system, evalset: EvalSet, datamodule, cfg: DictConfig, loggers: list) -> torch.Tensor:
+    """(U,D) embeddings of the evaluation's utterances, through ``trainer.predict``."""
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=cfg.precision,
+        logger=loggers or False,
+        callbacks=[RichProgressBar()],
+        enable_checkpointing=False,
+    )
+    loader = eval_loader(
+        evalset.trials,
+        datamodule.manifest,
+        datamodule.eval,
+        datamodule.sample_rate,
+        cfg.num_workers,
+    )
+    batches = trainer.predict(system, dataloaders=loader)
+    return embedding_table(
+        torch.cat([e for e, _ in batches]),
+        torch.cat([r for _, r in batches]),
+        len(evalset.trials.utterances),
+        max(datamodule.eval.crops, 1),
+    )
+
+
+def _headline(verification: dict, primary: str) -> dict:
+    """The primary scoring's figures, for the top of the report."""
+    figures = verification[primary]
+    return {
+        "eer": figures["eer"],
+        "min_dcf_p01": figures["min_dcf_p01"],
+        "min_dcf_p05": figures["min_dcf_p05"],
+        "scoring": primary,
+        "threshold": figures["threshold_eer"],
+    }
+
+
 def _classifier(system: torch.nn.Module, copies: int = 1):
     """Embeddings -> the loss head's class logits (None for heads without a classifier).
 
@@ -141,10 +156,12 @@ def _run_folder(ckpt_path: Path) -> Path:
 
 def summary(report: dict) -> dict:
     """The headline figures of a report, for the console."""
-    rows = {f"{report['scoring']} eer": report["eer"], "min_dcf_p01": report["min_dcf_p01"]}
-    for name, figures in report["verification"].items():
-        if name != report["scoring"]:
-            rows[f"{name} eer"] = figures["eer"]
+    rows = {}
+    if "verification" in report:
+        rows = {f"{report['scoring']} eer": report["eer"], "min_dcf_p01": report["min_dcf_p01"]}
+        for name, figures in report["verification"].items():
+            if name != report["scoring"]:
+                rows[f"{name} eer"] = figures["eer"]
     if "top1" in report.get("identification", {}):
         ident = report["identification"]
         rows.update({f"identification {k}": ident[k] for k in ("top1", "top5") if k in ident})

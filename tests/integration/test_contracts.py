@@ -1,13 +1,16 @@
 """Every YAML of every plug-in group builds an object that honours its group's contract
 (``speakerid.contracts.GROUP_CONTRACTS``), and the optional abilities are declared, not guessed."""
 
+import inspect
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra.utils import instantiate
 from tests.conftest import CONF, TINY_MODEL, compose_config, tiny_overrides
 
+from speakerid.analysis.sections import EvalContext, Section, run_sections
 from speakerid.contracts import (
     GROUP_CONTRACTS,
     Backbone,
@@ -90,3 +93,35 @@ def test_a_plugin_missing_a_member_is_named() -> None:
         def manifest(self, validate: bool = False): ...
 
     assert missing_members(HalfCorpus(), Corpus) == ["prepare", "trial_path", "validation_reports"]
+
+
+def _sections() -> list[tuple[str, str]]:
+    return [
+        (path.stem, name)
+        for path in sorted((CONF / "evaluation").glob("*.yaml"))
+        for name in yaml.safe_load(path.read_text())["sections"]
+    ]
+
+
+@pytest.mark.parametrize(("evaluation", "section"), _sections())
+def test_every_report_section_builds_a_section(evaluation: str, section: str) -> None:
+    cfg = compose_config("eval", ["ckpt_path=x.ckpt", f"evaluation={evaluation}"])
+    built = instantiate(cfg.evaluation.sections[section])
+    signature = inspect.signature(built.__call__)
+    assert list(signature.parameters) == ["table", "evalset", "context"], section
+
+
+def test_sections_run_in_order_and_read_earlier_parts(tmp_path: Path) -> None:
+    class Count:
+        def __call__(self, table, evalset, context: EvalContext) -> Section:
+            return Section({"rows": len(table)})
+
+    class Twice:
+        def __call__(self, table, evalset, context: EvalContext) -> Section:
+            image = context.out_dir / "x.png"
+            return Section({"double": 2 * context.report["count"]["rows"]}, {"x": image})
+
+    sections = {"count": Count(), "left_out": None, "twice": Twice()}
+    report, images = run_sections(sections, torch.zeros(3, 4), None, EvalContext(tmp_path))
+    assert report == {"count": {"rows": 3}, "twice": {"double": 6}}
+    assert images == {"x": tmp_path / "x.png"}

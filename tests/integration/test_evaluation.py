@@ -23,8 +23,8 @@ from speakerid.verify import verify
 
 # the tiny corpus has 3 trial speakers of 6 utterances and 5 training speakers
 TINY_EVAL = [
-    "evaluation.identification.enrol_per_speaker=2",
-    "evaluation.identification.unknown_speakers=1",
+    "evaluation.sections.identification.enrol_per_speaker=2",
+    "evaluation.sections.identification.unknown_speakers=1",
     "num_workers=0",
     "batch_size=1",
 ]
@@ -110,11 +110,11 @@ def test_multi_crop_embedding(trained: tuple[Path, dict], tmp_path: Path) -> Non
             "crops=3",
             "crop_seconds=0.5",
             "save_thresholds=false",
-            "evaluation.identification.enabled=false",
-            "evaluation.clustering.enabled=false",
-            "evaluation.similarity.enabled=false",
-            "evaluation.plots.enabled=false",
-            "evaluation.verification.scorings=[cosine]",
+            "evaluation.sections.identification=null",
+            "evaluation.sections.clustering=null",
+            "evaluation.sections.similarity_matrix=null",
+            "evaluation.sections.plots=null",
+            "evaluation.sections.verification.scorings=[cosine]",
         )
     )
     assert report["embedding"] == "3 x 0.5 s crops"
@@ -226,8 +226,8 @@ def test_classifier_identification_on_the_iden_split(tiny_data_dir: Path, tmp_pa
         eval_config(
             tmp_path / "checkpoints" / "last.ckpt",
             tmp_path,
-            "evaluation.clustering.enabled=false",
-            "evaluation.plots.enabled=false",
+            "evaluation.sections.clustering=null",
+            "evaluation.sections.plots=null",
         )
     )
     ident = report["identification_classifier"]

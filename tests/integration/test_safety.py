@@ -31,8 +31,8 @@ def test_train_and_eval_write_only_into_their_folders(
                 f"ckpt_path={run}/checkpoints/last.ckpt",
                 f"paths.output_dir={run}/eval",
                 "num_workers=0",
-                "evaluation.identification.enabled=false",
-                "evaluation.clustering.enabled=false",
+                "evaluation.sections.identification=null",
+                "evaluation.sections.clustering=null",
                 "logger=[tensorboard]",
             ],
         )

@@ -1,16 +1,14 @@
-"""The evaluation report: verification (+ cohort normalization), identification, the similarity
-matrix, clustering and plots, all from one table of embeddings of unique utterances.
+"""What the evaluation report computes: verification (+ cohort normalization), identification and
+clustering, all from one table of embeddings of unique utterances.
 
 :func:`build_eval_set` extends a data module's test trials with the other utterances the
 analyses need (every utterance of the trial speakers, and a cohort from the training speakers),
-so one pass embeds each utterance once; :func:`analyse` turns the embedding table into the
-report and the PNG files.
+so one pass embeds each utterance once; the report's sections (:mod:`speakerid.analysis.sections`)
+turn the embedding table into the report and the PNG files.
 """
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,9 +18,7 @@ from sklearn.manifold import TSNE
 from torch import Tensor
 from torch.nn.functional import normalize
 
-from speakerid.analysis import plots
 from speakerid.analysis.clustering import choose_k, cluster
-from speakerid.analysis.similarity import similarity_matrix
 from speakerid.data.trialset import TrialSet
 from speakerid.errors import ConfigError
 from speakerid.metrics import (
@@ -114,6 +110,20 @@ def _verification_figures(
     }
 
 
+def score_trials(table: Tensor, evalset: EvalSet, scoring: str, top_k: int = 100) -> Tensor:
+    """(N,) scores of the trials by ``scoring``: ``cosine``, ``mean_subtraction`` (the cohort's
+    mean embedding subtracted) or ``as_norm`` (adaptive s-norm over the ``top_k`` cohort)."""
+    if scoring not in SCORINGS:
+        raise ConfigError(f"unknown scoring {scoring!r}; choose from {list(SCORINGS)}")
+    trials, cohort = evalset.trials, table[evalset.cohort_rows]
+    if scoring == "mean_subtraction":
+        return cosine_scores(subtract_mean(table, cohort), trials.enroll, trials.test)
+    raw = cosine_scores(table, trials.enroll, trials.test)
+    if scoring == "as_norm":
+        return as_norm(raw, trials.enroll, trials.test, table, cohort, top_k)
+    return raw
+
+
 def verification(
     table: Tensor, evalset: EvalSet, cfg: DictConfig, stored_threshold: float | None = None
 ) -> tuple[dict, dict[str, Tensor]]:
@@ -125,23 +135,13 @@ def verification(
     Returns:
         ``(report, scores)``: figures per scoring, and the trial scores per scoring.
     """
-    unknown = set(cfg.scorings) - set(SCORINGS)
-    if unknown:
-        raise ConfigError(f"unknown scoring(s) {sorted(unknown)}; choose from {list(SCORINGS)}")
     trials = evalset.trials
-    cohort = table[evalset.cohort_rows]
-    raw = cosine_scores(table, trials.enroll, trials.test)
     scores: dict[str, Tensor] = {}
     for name in cfg.scorings:
-        if name != "cosine" and len(cohort) < 2:
+        if name != "cosine" and len(evalset.cohort_rows) < 2:
             log.warning("scoring %s skipped: no cohort (cohort_per_speaker=0)", name)
             continue
-        if name == "cosine":
-            scores[name] = raw
-        elif name == "mean_subtraction":
-            scores[name] = cosine_scores(subtract_mean(table, cohort), trials.enroll, trials.test)
-        else:
-            scores[name] = as_norm(raw, trials.enroll, trials.test, table, cohort, cfg.top_k)
+        scores[name] = score_trials(table, evalset, name, cfg.top_k)
     report = {
         name: _verification_figures(
             s, trials.labels, cfg.far, stored_threshold if name == "cosine" else None
@@ -272,95 +272,10 @@ def clustering(embeddings: Tensor, labels: Tensor, cfg: DictConfig) -> dict[str,
     return report
 
 
-def _map_points(x: np.ndarray, projection: str, seed: int) -> np.ndarray:
+def embedding_map_points(x: np.ndarray, projection: str, seed: int) -> np.ndarray:
     if projection == "pca" or len(x) < 5:
         return PCA(n_components=2, random_state=seed).fit_transform(x)
     if projection != "tsne":
         raise ConfigError(f"plots.map_projection must be 'tsne' or 'pca', got {projection!r}")
     perplexity = float(min(30, (len(x) - 1) / 3))
     return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
-
-
-def analyse(
-    table: Tensor,
-    evalset: EvalSet,
-    cfg: DictConfig,
-    out_dir: Path,
-    stored_threshold: float | None = None,
-    classifier: Callable[[Tensor], Tensor | None] | None = None,
-) -> tuple[dict, dict[str, Path]]:
-    """Every analysis the config enables; returns the report and the PNG files written.
-
-    ``classifier`` maps embeddings to class logits (or None); it scores the identification split
-    of the training speakers when the data module has one.
-    """
-    report: dict = {}
-    images: dict[str, Path] = {}
-    ver, scores = verification(table, evalset, cfg.verification, stored_threshold)
-    report["verification"] = ver
-    primary = cfg.verification.primary
-    if primary not in ver:
-        raise ConfigError(f"verification.primary={primary!r} is not among the computed scorings")
-    report.update({k: ver[primary][k] for k in ("eer", "min_dcf_p01", "min_dcf_p05")})
-    report["scoring"] = primary
-    labels = evalset.trials.labels
-    embeddings = table[evalset.analysis_rows]
-    speaker_labels = evalset.analysis_labels
-    if cfg.identification.enabled:
-        threshold = cfg.identification.threshold
-        if threshold is None:
-            threshold = ver.get("cosine", ver[primary])["threshold_eer"]
-        try:
-            report["identification"] = identification(
-                embeddings, speaker_labels, cfg.identification, threshold
-            )
-        except TooFewSpeakers as err:
-            log.warning("identification skipped: %s", err)
-            report["identification"] = {"skipped": str(err)}
-    if cfg.identification.enabled and len(evalset.iden_rows) and classifier is not None:
-        report["identification_classifier"] = classifier_identification(
-            classifier(table[evalset.iden_rows]),
-            evalset.iden_labels,
-            tuple(cfg.identification.top_k),
-        )
-    if cfg.similarity.enabled:
-        _, matrix, correct = similarity_matrix(embeddings, speaker_labels)
-        report["similarity_matrix"] = {"accuracy": float(correct.float().mean())}
-        if cfg.plots.enabled:
-            shown = min(len(evalset.speakers), cfg.similarity.max_speakers)
-            images["similarity_matrix"] = plots.similarity_heatmap(
-                matrix[:shown, :shown].numpy(),
-                evalset.speakers[:shown],
-                out_dir / "similarity_matrix.png",
-                report["similarity_matrix"]["accuracy"],
-            )
-    if cfg.clustering.enabled:
-        report["clustering"] = clustering(embeddings, speaker_labels, cfg.clustering)
-    if cfg.plots.enabled:
-        main_scores = scores[primary]
-        images["det_curve"] = plots.det_plot(
-            main_scores, labels, out_dir / "det_curve.png", ver[primary]["eer"]
-        )
-        images["score_histogram"] = plots.score_histogram(
-            main_scores,
-            labels,
-            out_dir / "score_histogram.png",
-            {
-                "EER": ver[primary]["threshold_eer"],
-                f"FAR {cfg.verification.far:g}": ver[primary]["threshold_far"],
-            },
-        )
-        rng = np.random.default_rng(cfg.plots.seed)
-        count = min(cfg.plots.map_speakers, len(evalset.speakers))
-        chosen = np.sort(rng.choice(len(evalset.speakers), count, replace=False))
-        keep = torch.isin(speaker_labels, torch.from_numpy(chosen))
-        points = _map_points(embeddings[keep].numpy(), cfg.plots.map_projection, cfg.plots.seed)
-        relabel = {int(s): i for i, s in enumerate(chosen)}
-        images["embedding_map"] = plots.embedding_map(
-            points,
-            np.array([relabel[int(s)] for s in speaker_labels[keep]]),
-            [evalset.speakers[i] for i in chosen],
-            out_dir / "embedding_map.png",
-            f"Embeddings of {count} speakers ({cfg.plots.map_projection.upper()})",
-        )
-    return report, images

@@ -1,0 +1,265 @@
+"""The sections of ``speakerid-eval``'s report, each one callable with one signature:
+
+``section(table (U,D), evalset, context) -> Section(report, images)``
+
+Their settings are constructor arguments, and ``conf/evaluation/`` lists them by ``_target_``
+under ``sections:`` in report order: a new scoring or clustering method is one class here (or
+anywhere importable) and one YAML entry. A section may read what earlier sections reported
+(``context.report``); ``null`` in the config leaves a section out.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from speakerid.analysis import plots
+from speakerid.analysis.report import (
+    EvalSet,
+    TooFewSpeakers,
+    classifier_identification,
+    clustering,
+    embedding_map_points,
+    identification,
+    score_trials,
+    verification,
+)
+from speakerid.analysis.similarity import similarity_matrix
+from speakerid.errors import ConfigError
+from speakerid.metrics import compute_eer, threshold_at_far
+
+
+class Section(NamedTuple):
+    """What a section adds: its part of ``eval.json`` and the images it wrote (name -> PNG)."""
+
+    report: dict
+    images: Mapping[str, Path] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What a section may need besides the embeddings: where images go, the threshold stored
+    with the model, the model's classifier (embeddings -> logits, or None), and the report of
+    the sections before it."""
+
+    out_dir: Path
+    stored_threshold: float | None = None
+    classifier: Callable[[Tensor], Tensor | None] | None = None
+    report: Mapping[str, dict] = field(default_factory=dict)
+
+
+class ReportSection(Protocol):
+    """The contract of a section: ``(table, evalset, context) -> Section``."""
+
+    def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section: ...
+
+
+def _settings(**values) -> DictConfig:
+    return OmegaConf.create(values)
+
+
+class Verification:
+    """EER, minDCF (0.01, 0.05), actual DCF and thresholds for each scoring (``cosine``,
+    ``mean_subtraction``, ``as_norm``); ``primary`` names the one behind the headline figures."""
+
+    def __init__(
+        self,
+        scorings: Sequence[str] = ("cosine", "mean_subtraction", "as_norm"),
+        primary: str = "cosine",
+        top_k: int = 100,
+        far: float = 0.01,
+    ) -> None:
+        if primary not in scorings:
+            raise ConfigError(f"verification.primary={primary!r} is not among {list(scorings)}")
+        self.cfg = _settings(scorings=list(scorings), top_k=top_k, far=far)
+        self.primary = primary
+
+    def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
+        report, _ = verification(table, evalset, self.cfg, context.stored_threshold)
+        if self.primary not in report:
+            raise ConfigError(
+                f"verification.primary={self.primary!r} was not computed (no cohort for it?)"
+            )
+        return Section(report)
+
+
+class Identification:
+    """Enrolment-based identification of the trial speakers: top-k, KNN, nearest centroid and
+    open set (``threshold``; None: this evaluation's cosine EER threshold)."""
+
+    def __init__(
+        self,
+        enrol_per_speaker: int = 5,
+        unknown_speakers: int = 4,
+        top_k: Sequence[int] = (1, 5),
+        knn_k: int = 5,
+        knn_weighting: str = "majority",
+        threshold: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.cfg = _settings(
+            enrol_per_speaker=enrol_per_speaker,
+            unknown_speakers=unknown_speakers,
+            top_k=list(top_k),
+            knn_k=knn_k,
+            knn_weighting=knn_weighting,
+            seed=seed,
+        )
+        self.threshold = threshold
+
+    def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
+        threshold = self.threshold
+        if threshold is None:
+            ver = context.report.get("verification")
+            if not ver or "cosine" not in ver:
+                raise ConfigError(
+                    "identification.threshold=null takes the cosine EER threshold: list the "
+                    "verification section (with cosine) before it, or set a threshold"
+                )
+            threshold = ver["cosine"]["threshold_eer"]
+        embeddings, labels = table[evalset.analysis_rows], evalset.analysis_labels
+        try:
+            return Section(identification(embeddings, labels, self.cfg, threshold))
+        except TooFewSpeakers as err:
+            return Section({"skipped": str(err)})
+
+
+class ClassifierIdentification:
+    """Closed-set identification of the training speakers' identification-split files by the
+    model's own classifier (only when the data has ``iden_split`` and the head classifies)."""
+
+    def __init__(self, top_k: Sequence[int] = (1, 5)) -> None:
+        self.top_k = tuple(top_k)
+
+    def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
+        if not len(evalset.iden_rows):
+            return Section({"skipped": "no identification split (data.iden_split is null)"})
+        logits = (
+            None if context.classifier is None else context.classifier(table[evalset.iden_rows])
+        )
+        return Section(classifier_identification(logits, evalset.iden_labels, self.top_k))
+
+
+class SimilarityMatrix:
+    """GE2E's speaker similarity matrix of the trial speakers; its accuracy, and a heat map of
+    the first ``max_speakers`` (``plot``)."""
+
+    def __init__(self, max_speakers: int = 40, plot: bool = True) -> None:
+        self.max_speakers, self.plot = max_speakers, plot
+
+    def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
+        _, matrix, correct = similarity_matrix(
+            table[evalset.analysis_rows], evalset.analysis_labels
+        )
+        report = {"accuracy": float(correct.float().mean())}
+        if not self.plot:
+            return Section(report)
+        shown = min(len(evalset.speakers), self.max_speakers)
+        image = plots.similarity_heatmap(
+            matrix[:shown, :shown].numpy(),
+            evalset.speakers[:shown],
+            context.out_dir / "similarity_matrix.png",
+            report["accuracy"],
+        )
+        return Section(report, {"similarity_matrix": image})
+
+
+class Clustering:
+    """Each clustering method's scores (purity, F1, NMI, ARI, ...) against the true speakers,
+    with one ``k`` for all (given, or chosen by ``k_selection``)."""
+
+    def __init__(
+        self,
+        methods: Sequence[str] = ("kmeans", "spectral", "agglomerative_complete"),
+        k: int | None = None,
+        k_selection: str = "eigengap",
+        max_k: int = 60,
+        neighbours: int = 10,
+        max_utterances: int = 4000,
+        seed: int = 0,
+    ) -> None:
+        self.cfg = _settings(
+            methods=list(methods),
+            k=k,
+            k_selection=k_selection,
+            max_k=max_k,
+            neighbours=neighbours,
+            max_utterances=max_utterances,
+            seed=seed,
+        )
+
+    def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
+        embeddings, labels = table[evalset.analysis_rows], evalset.analysis_labels
+        return Section(clustering(embeddings, labels, self.cfg))
+
+
+class Plots:
+    """DET curve and score histogram of one scoring, and a 2-D map of ``map_speakers``
+    speakers' embeddings (t-SNE or PCA)."""
+
+    def __init__(
+        self,
+        scoring: str = "cosine",
+        top_k: int = 100,
+        far: float = 0.01,
+        map_speakers: int = 10,
+        map_projection: str = "tsne",
+        seed: int = 0,
+    ) -> None:
+        self.scoring, self.top_k, self.far = scoring, top_k, far
+        self.map_speakers, self.map_projection, self.seed = map_speakers, map_projection, seed
+
+    def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
+        labels = evalset.trials.labels
+        scores = score_trials(table, evalset, self.scoring, self.top_k)
+        eer, eer_threshold = compute_eer(scores, labels)
+        far_threshold = threshold_at_far(scores, labels, self.far)[0]
+        out = context.out_dir
+        images = {
+            "det_curve": plots.det_plot(scores, labels, out / "det_curve.png", eer),
+            "score_histogram": plots.score_histogram(
+                scores,
+                labels,
+                out / "score_histogram.png",
+                {"EER": eer_threshold, f"FAR {self.far:g}": far_threshold},
+            ),
+        }
+        embeddings, speaker_labels = table[evalset.analysis_rows], evalset.analysis_labels
+        rng = np.random.default_rng(self.seed)
+        count = min(self.map_speakers, len(evalset.speakers))
+        chosen = np.sort(rng.choice(len(evalset.speakers), count, replace=False))
+        keep = torch.isin(speaker_labels, torch.from_numpy(chosen))
+        points = embedding_map_points(embeddings[keep].numpy(), self.map_projection, self.seed)
+        relabel = {int(s): i for i, s in enumerate(chosen)}
+        images["embedding_map"] = plots.embedding_map(
+            points,
+            np.array([relabel[int(s)] for s in speaker_labels[keep]]),
+            [evalset.speakers[i] for i in chosen],
+            out / "embedding_map.png",
+            f"Embeddings of {count} speakers ({self.map_projection.upper()})",
+        )
+        return Section({"scoring": self.scoring, "images": sorted(images)}, images)
+
+
+def run_sections(
+    sections: Mapping[str, ReportSection | None],
+    table: Tensor,
+    evalset: EvalSet,
+    context: EvalContext,
+) -> tuple[dict, dict[str, Path]]:
+    """Every configured section in order; the report (section name -> its part) and images."""
+    report: dict = {}
+    images: dict[str, Path] = {}
+    for name, section in sections.items():
+        if section is None:
+            continue
+        part = section(table, evalset, EvalContext(**{**vars(context), "report": report}))
+        report[name] = part.report
+        images.update(part.images)
+    return report, images
