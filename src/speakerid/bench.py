@@ -17,13 +17,13 @@ import logging
 import resource
 import time
 import warnings
-from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 from torchaudio.compliance.kaldi import fbank
 
+from speakerid.bench_data import timed, bench_data_pipeline, bench_manifest, bench_shard_pipeline
 from speakerid.metrics import compute_eer, compute_min_dcf
 from speakerid.scoring import as_norm, cosine_scores
 from speakerid.utils.io import write_json
@@ -47,20 +47,12 @@ def default_recipe(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module, tor
 NUM_CLASSES = 144  # the built-in corpus's training speakers
 
 
-def _timed(fn, repeats: int = 3) -> float:
-    fn()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
-
-
 def bench_fbank(batch: int = 64, seconds: float = 2.0) -> dict:
     wav = torch.randn(batch, int(16000 * seconds)) * 0.1
     lengths = torch.full((batch,), wav.shape[1])
     front_end = default_recipe()[0]
-    ours = _timed(lambda: front_end(wav, lengths))
-    loop = _timed(lambda: [fbank(w[None] * 32768, num_mel_bins=80, dither=0.0) for w in wav])
+    ours = timed(lambda: front_end(wav, lengths))
+    loop = timed(lambda: [fbank(w[None] * 32768, num_mel_bins=80, dither=0.0) for w in wav])
     return {"name": "fbank (utt/s)", "value": batch / ours, "reference": batch / loop}
 
 
@@ -78,7 +70,7 @@ def bench_training(batch: int = 32, seconds: float = 2.0, steps: int = 5) -> dic
         loss.backward()
         optimizer.step()
 
-    per_step = _timed(step, repeats=steps)
+    per_step = timed(step, repeats=steps)
     return {"name": "training (samples/s)", "value": batch / per_step, "reference": None}
 
 
@@ -108,7 +100,7 @@ def bench_scoring(num_trials: int = 1_000_000, num_utts: int = 20_000, dim: int 
         compute_min_dcf(scores, labels, p_target=0.01)
         compute_min_dcf(scores, labels, p_target=0.05)
 
-    seconds = _timed(ours, repeats=1)
+    seconds = timed(ours, repeats=1)
     pairs = list(zip(enroll[:20_000].tolist(), test[:20_000].tolist(), strict=True))
     loop = _extrapolated(
         lambda a, b: float(torch.nn.functional.cosine_similarity(emb[a], emb[b], dim=0)),
@@ -137,7 +129,7 @@ def bench_as_norm(
         scores = as_norm(cosine_scores(emb, enroll, test), enroll, test, emb, cohort, top_k)
         compute_eer(scores, labels)
 
-    seconds = _timed(ours, repeats=1)
+    seconds = timed(ours, repeats=1)
     normed = torch.nn.functional.normalize(cohort, dim=1)
 
     def per_trial(a: int, b: int) -> float:  # what a straightforward implementation does
@@ -235,7 +227,7 @@ def bench_extraction(seconds: float = 4.0, count: int = 12, batch: int = 12) -> 
     audio = count * seconds
 
     def one_by_one(run) -> float:
-        return audio / _timed(lambda: [run(w[None]) for w in wavs], repeats=1)
+        return audio / timed(lambda: [run(w[None]) for w in wavs], repeats=1)
 
     def eager(wav):
         with torch.no_grad():
@@ -249,7 +241,7 @@ def bench_extraction(seconds: float = 4.0, count: int = 12, batch: int = 12) -> 
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     variants = {"eager, no_grad, 1 at a time": one_by_one(eager)}
     variants["inference_mode, 1 at a time"] = one_by_one(inference)
-    variants[f"inference_mode, batch {batch}"] = audio / _timed(
+    variants[f"inference_mode, batch {batch}"] = audio / timed(
         lambda: [inference(wavs[i : i + batch]) for i in range(0, count, batch)], repeats=1
     )
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
@@ -280,133 +272,6 @@ def bench_extraction(seconds: float = 4.0, count: int = 12, batch: int = 12) -> 
         "value": variants[best],
         "reference": variants["eager, no_grad, 1 at a time"],
         "variants": variants,
-    }
-
-
-def _generated_wavs(folder: str, num_files: int) -> tuple[list[str], list[int]]:
-    """``num_files`` 3-5 s noise wavs at 16 kHz in ``folder`` (10 speaker folders)."""
-    import numpy as np
-    import soundfile as sf
-
-    rng = np.random.default_rng(0)
-    paths, lengths = [], []
-    for i in range(num_files):
-        wav = (0.1 * rng.standard_normal(int(16000 * rng.uniform(3, 5)))).astype(np.float32)
-        paths.append(f"{folder}/id{i % 10:05d}/s/{i:05d}.wav")
-        lengths.append(len(wav))
-        Path(paths[-1]).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(paths[-1], wav, 16000)
-    return paths, lengths
-
-
-def bench_data_pipeline(num_files: int = 400, seconds: float = 2.0) -> dict:
-    """Training data loading (read crop + channel augmentation, 2 workers) in utterances/s vs
-    bare soundfile decoding of the same files, on generated 3-5 s wavs."""
-    import tempfile
-
-    import soundfile as sf
-
-    from speakerid.data.augment import ChannelAugment
-    from speakerid.data.datasets import CropDataset, collate
-    from speakerid.data.samplers import ResumableLoader, ResumableSampler
-
-    with tempfile.TemporaryDirectory() as tmp:
-        paths, lengths = _generated_wavs(tmp, num_files)
-        dataset = CropDataset(
-            paths, lengths, [0] * num_files, int(16000 * seconds), 16000, ChannelAugment()
-        )
-        loader = ResumableLoader(
-            dataset,
-            ResumableSampler(num_files, seed=0),
-            batch_size=32,
-            num_workers=2,
-            collate_fn=collate,
-        )
-        ours = _timed(lambda: sum(len(b.index) for b in loader), repeats=1)
-        bare = _timed(lambda: [sf.read(p, dtype="float32") for p in paths], repeats=1)
-    return {
-        "name": "training data, 2 workers (utt/s)",
-        "value": num_files / ours,
-        "reference": num_files / bare,
-    }
-
-
-def bench_shard_pipeline(num_files: int = 400, seconds: float = 2.0, audio: str = "int16") -> dict:
-    """The same training data streamed from tar shards (``audio``: int16 or FLAC; 2 workers) vs
-    read from the wav files (utterances/s, crop + channel augmentation in both)."""
-    import tempfile
-
-    from speakerid.data.augment import ChannelAugment
-    from speakerid.data.datasets import CropDataset, collate
-    from speakerid.data.manifest import Manifest, Utterance
-    from speakerid.data.samplers import ResumableLoader, ResumableSampler
-    from speakerid.data.shards import ShardDataset, ShardLoader, write_shards
-
-    with tempfile.TemporaryDirectory() as tmp:
-        paths, lengths = _generated_wavs(f"{tmp}/wav", num_files)
-        rows = [
-            Utterance(p[len(tmp) + 5 : -4], p[len(tmp) + 5 :], p.split("/")[-3], "s", n, 16000)
-            for p, n in zip(paths, lengths, strict=True)
-        ]
-        write_shards(Manifest(Path(f"{tmp}/wav"), rows), f"{tmp}/shards", 50, audio)
-        crop = int(16000 * seconds)
-        labels = {f"id{i:05d}": i for i in range(10)}
-        shards = ShardLoader(
-            ShardDataset(f"{tmp}/shards", labels, crop, 32, 2, augment=ChannelAugment()),
-            num_workers=2,
-            collate_fn=collate,
-        )
-        files = ResumableLoader(
-            CropDataset(paths, lengths, [0] * num_files, crop, 16000, ChannelAugment()),
-            ResumableSampler(num_files, seed=0),
-            batch_size=32,
-            num_workers=2,
-            collate_fn=collate,
-        )
-        ours = _timed(lambda: sum(len(b.labels) for b in shards), repeats=1)
-        reference = _timed(lambda: sum(len(b.labels) for b in files), repeats=1)
-    return {
-        "name": f"training data from {audio} shards vs wav files (utt/s)",
-        "value": num_files / ours,
-        "reference": num_files / reference,
-    }
-
-
-def bench_manifest(speakers: int = 1000, sessions: int = 10, per_session: int = 10) -> dict:
-    """A VoxCeleb-layout corpus of ``speakers x sessions x per_session`` (100 k) small wavs:
-    reopening its cached manifest vs building it (every header read), in files/s."""
-    import io
-    import tempfile
-
-    import numpy as np
-    import soundfile as sf
-
-    from speakerid.data.corpora import VoxCelebCorpus
-
-    templates = []
-    for seconds in (0.1, 0.2, 0.3):
-        buffer = io.BytesIO()
-        sf.write(buffer, np.zeros(int(16000 * seconds), np.int16), 16000, format="WAV")
-        templates.append(buffer.getvalue())
-    with tempfile.TemporaryDirectory() as tmp:
-        for s in range(speakers):
-            for v in range(sessions):
-                folder = Path(tmp, "wav", f"id{s:05d}", f"video{v:02d}")
-                folder.mkdir(parents=True)
-                for u in range(per_session):
-                    (folder / f"{u:05d}.wav").write_bytes(templates[(s + v + u) % 3])
-        files = speakers * sessions * per_session
-        start = time.perf_counter()  # once: a second build would be a reopen
-        VoxCelebCorpus(tmp, f"{tmp}/cache").manifest()
-        build = time.perf_counter() - start
-        reopen = _timed(lambda: VoxCelebCorpus(tmp, f"{tmp}/cache").manifest(), repeats=3)
-        assert len(VoxCelebCorpus(tmp, f"{tmp}/cache").manifest()) == files
-    return {
-        "name": f"manifest of {files // 1000} k files: reopen vs build (files/s)",
-        "value": files / reopen,
-        "reference": files / build,
-        "build_s": build,
-        "reopen_s": reopen,
     }
 
 

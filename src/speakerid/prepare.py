@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from speakerid.cli import hydra_entry, print_results
 from speakerid.contracts import Corpus
-from speakerid.data.shards import write_shards
+from speakerid.data.shard_writer import write_shards
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import wandb
 from tests.conftest import tiny_train_config
 
 from speakerid.data.samplers import ResumableLoader, ResumableSampler
-from speakerid.data.shards import write_shards
+from speakerid.data.shard_writer import write_shards
 from speakerid.inference import load_checkpoint
 from speakerid.train import train
 

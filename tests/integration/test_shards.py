@@ -13,7 +13,8 @@ from tests.conftest import TINY_DATA, tiny_train_config
 
 from speakerid.data.audio import read_audio
 from speakerid.data.datamodule import SpeakerDataModule
-from speakerid.data.shards import INDEX, ShardDataset, ShardLoader, write_shards
+from speakerid.data.shard_writer import write_shards
+from speakerid.data.shards import INDEX, ShardDataset, ShardLoader
 from speakerid.errors import ConfigError
 from speakerid.train import train
 
