@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from torchaudio.compliance.kaldi import fbank
 
-from speakerid.bench_data import timed, bench_data_pipeline, bench_manifest, bench_shard_pipeline
+from speakerid.bench_data import bench_data_pipeline, bench_manifest, bench_shard_pipeline, timed
 from speakerid.metrics import compute_eer, compute_min_dcf
 from speakerid.scoring import as_norm, cosine_scores
 from speakerid.utils.io import write_json
