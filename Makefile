@@ -51,7 +51,7 @@ eval: install ## Score trials with a checkpoint: ARGS="ckpt_path=logs/train/runs
 embed: install ## Embed a corpus into a resumable store: ARGS="ckpt_path=... output=data/embeddings/NAME"
 	$(VENV)/bin/speakerid-embed $(ARGS)
 
-enhance: install ## Train an embedding enhancer: ARGS="data.store=data/embeddings/NAME experiment=enhance_mse"
+enhance: install ## Train an embedding enhancer: ARGS="data.store=data/embeddings/NAME enhance_loss=mse"
 	$(VENV)/bin/speakerid-enhance $(ARGS)
 
 export: install ## Export a checkpoint (front end + backbone): ARGS="ckpt_path=... format=torchscript|onnx"
