@@ -7,6 +7,8 @@
 2b. embedding extraction in × real time: eager vs inference_mode, batched, TorchScript, ONNX;
 3. cosine scoring + EER + minDCF over 1 M synthetic trials vs a per-trial Python loop (timed on a
    sample and extrapolated);
+3a. EER + two minDCFs + the 1 % FAR threshold from one VerificationCurve vs one numpy.argsort of
+   the same 1 M scores (the floor of any sort-based implementation);
 4. AS-norm + EER over the same trials vs per-trial cohort statistics.
 Each figure runs in its own forked process and reports its peak resident memory.
 """
@@ -111,6 +113,32 @@ def bench_scoring(num_trials: int = 1_000_000, num_utts: int = 20_000, dim: int 
         "name": "cosine + EER + 2 minDCF, 1 M trials (trials/s)",
         "value": num_trials / seconds,
         "reference": num_trials / loop,
+    }
+
+
+def bench_metrics(num_trials: int = 1_000_000) -> dict:
+    """EER, two minDCFs and the threshold at 1 % FAR from one VerificationCurve, beside one
+    ``numpy.argsort`` of the same scores (the floor any sort-based implementation pays)."""
+    import numpy as np
+
+    from speakerid.metrics import VerificationCurve
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (num_trials,), generator=generator)
+    scores = torch.randn(num_trials, generator=generator) + labels  # float32, as scored
+
+    def ours() -> None:
+        curve = VerificationCurve(scores, labels)
+        curve.eer(), curve.min_dcf(0.01), curve.min_dcf(0.05), curve.at_far(0.01)
+
+    array = scores.numpy()
+    seconds = timed(ours, repeats=5)
+    argsort = timed(lambda: np.argsort(array), repeats=5)
+    return {
+        "name": "EER + 2 minDCF + FAR threshold vs one argsort, 1 M trials (trials/s)",
+        "value": num_trials / seconds,
+        "reference": num_trials / argsort,
+        "times_one_argsort": seconds / argsort,
     }
 
 
@@ -309,6 +337,7 @@ def main() -> None:
         bench_fbank,
         bench_training,
         bench_lightning_overhead,
+        bench_metrics,
         bench_extraction,
         bench_scoring,
         bench_as_norm,

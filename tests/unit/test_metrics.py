@@ -8,6 +8,7 @@ from speechbrain.utils.metric_stats import EER, minDCF
 from speakerid.metrics import (
     EqualErrorRate,
     MinDCF,
+    VerificationCurve,
     actual_dcf,
     compute_eer,
     compute_min_dcf,
@@ -112,3 +113,43 @@ def test_det_curve_is_monotonic() -> None:
     p_miss, p_fa = det_curve(*_trials(3))
     assert np.all(np.diff(p_miss) >= 0) and np.all(np.diff(p_fa) <= 0)
     assert p_fa[0] > 0.9 and p_miss[-1] == 1.0
+
+
+def _brute_force(scores: np.ndarray, labels: np.ndarray, p_target: float) -> tuple:
+    """EER and minDCF by the definition: every distinct score and midpoint as a threshold,
+    rates counted trial by trial (O(T * N))."""
+    distinct = np.unique(scores)
+    candidates = np.sort(np.concatenate([distinct, (distinct[:-1] + distinct[1:]) / 2]))
+    target, nontarget = scores[labels == 1], scores[labels == 0]
+    p_miss = np.array([(target <= t).mean() for t in candidates])
+    p_fa = np.array([(nontarget > t).mean() for t in candidates])
+    best = np.argmin(np.abs(p_fa - p_miss))
+    cost = p_miss * p_target + p_fa * (1 - p_target)
+    return (
+        (p_fa[best] + p_miss[best]) / 2,
+        candidates[best],
+        cost.min() / min(p_target, 1 - p_target),
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_curve_answers_every_query_like_the_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.normal(size=300), 1)  # many ties, across classes too
+    labels = (rng.random(300) < 0.3).astype(int)
+    curve = VerificationCurve(scores, labels)
+    eer, threshold, min_dcf = _brute_force(scores, labels, 0.05)
+    assert curve.eer() == pytest.approx((eer, threshold))
+    assert curve.min_dcf(0.05)[0] == pytest.approx(min_dcf)
+    assert curve.at_far(0.1) == threshold_at_far(scores, labels, 0.1)
+
+
+def test_the_curve_sorts_once(monkeypatch) -> None:
+    calls = []
+    argsort = np.argsort
+    monkeypatch.setattr(np, "argsort", lambda *a, **k: calls.append(1) or argsort(*a, **k))
+    monkeypatch.setattr(np, "sort", lambda *a, **k: pytest.fail("a second sort"))
+    monkeypatch.setattr(np, "unique", lambda *a, **k: pytest.fail("a second sort"))
+    curve = VerificationCurve(np.random.default_rng(0).normal(size=50), np.arange(50) % 2)
+    curve.eer(), curve.min_dcf(0.01), curve.min_dcf(0.05), curve.at_far(0.01), curve.det()
+    assert calls == [1]

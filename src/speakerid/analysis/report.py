@@ -21,12 +21,7 @@ from torch.nn.functional import normalize
 from speakerid.analysis.clustering import choose_k, cluster
 from speakerid.data.trialset import TrialSet
 from speakerid.errors import ConfigError
-from speakerid.metrics import (
-    actual_dcf,
-    compute_eer,
-    compute_min_dcf,
-    threshold_at_far,
-)
+from speakerid.metrics import VerificationCurve, actual_dcf
 from speakerid.metrics.clustering import clustering_scores
 from speakerid.metrics.identification import (
     UNKNOWN,
@@ -95,13 +90,14 @@ def build_eval_set(datamodule, cohort_per_speaker: int, seed: int = 0) -> EvalSe
 def _verification_figures(
     scores: Tensor, labels: Tensor, far: float, stored: float | None
 ) -> dict[str, float | str]:
-    eer, threshold = compute_eer(scores, labels)
-    far_threshold, miss_at_far = threshold_at_far(scores, labels, far)
+    curve = VerificationCurve(scores, labels)  # one sort for every figure
+    eer, threshold = curve.eer()
+    far_threshold, miss_at_far = curve.at_far(far)
     decision = threshold if stored is None else stored
     return {
         "eer": eer,
-        "min_dcf_p01": compute_min_dcf(scores, labels, p_target=0.01)[0],
-        "min_dcf_p05": compute_min_dcf(scores, labels, p_target=0.05)[0],
+        "min_dcf_p01": curve.min_dcf(p_target=0.01)[0],
+        "min_dcf_p05": curve.min_dcf(p_target=0.05)[0],
         "actual_dcf_p01": actual_dcf(scores, labels, decision, p_target=0.01),
         "actual_dcf_threshold": decision,
         "threshold_eer": threshold,

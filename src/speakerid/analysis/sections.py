@@ -32,7 +32,7 @@ from speakerid.analysis.report import (
 )
 from speakerid.analysis.similarity import similarity_matrix
 from speakerid.errors import ConfigError
-from speakerid.metrics import compute_eer, threshold_at_far
+from speakerid.metrics import VerificationCurve
 
 
 class Section(NamedTuple):
@@ -218,8 +218,9 @@ class Plots:
     def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
         labels = evalset.trials.labels
         scores = score_trials(table, evalset, self.scoring, self.top_k)
-        eer, eer_threshold = compute_eer(scores, labels)
-        far_threshold = threshold_at_far(scores, labels, self.far)[0]
+        curve = VerificationCurve(scores, labels)
+        eer, eer_threshold = curve.eer()
+        far_threshold = curve.at_far(self.far)[0]
         out = context.out_dir
         images = {
             "det_curve": plots.det_plot(scores, labels, out / "det_curve.png", eer),

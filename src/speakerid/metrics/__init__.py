@@ -3,6 +3,7 @@
 from speakerid.metrics.verification import (
     EqualErrorRate,
     MinDCF,
+    VerificationCurve,
     actual_dcf,
     compute_eer,
     compute_min_dcf,
@@ -13,6 +14,7 @@ from speakerid.metrics.verification import (
 __all__ = [
     "EqualErrorRate",
     "MinDCF",
+    "VerificationCurve",
     "actual_dcf",
     "compute_eer",
     "compute_min_dcf",

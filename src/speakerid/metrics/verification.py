@@ -1,4 +1,4 @@
-"""EER and minDCF, vectorized over sorted scores (no loop over thresholds or trials).
+"""EER, minDCF, thresholds and DET points from one sort of the scores (:class:`VerificationCurve`).
 
 Definitions follow speechbrain's ``EER``/``minDCF``: candidate thresholds are the distinct scores
 and the midpoints between neighbours; a trial is accepted when its score is above the threshold.
@@ -13,7 +13,7 @@ from torchmetrics.utilities import dim_zero_cat
 ArrayLike = Tensor | np.ndarray
 
 
-def _split(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(
         scores.detach().cpu() if isinstance(scores, Tensor) else scores, dtype=np.float64
     )
@@ -22,41 +22,87 @@ def _split(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray
         raise ValueError(
             f"scores {scores.shape} and labels {labels.shape} must be equal-length 1-D arrays"
         )
-    target, nontarget = np.sort(scores[labels == 1]), np.sort(scores[labels != 1])
-    if target.size == 0 or nontarget.size == 0:
-        raise ValueError("need at least one target (label 1) and one non-target (label 0) trial")
-    return target, nontarget
+    return scores, labels == 1
 
 
-def _error_rates(
-    target: np.ndarray, nontarget: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Thresholds, miss rate P(target <= t) and false-alarm rate P(nontarget > t) at each."""
-    distinct = np.unique(np.concatenate([target, nontarget]))
-    thresholds = np.sort(np.concatenate([distinct, (distinct[:-1] + distinct[1:]) / 2]))
-    p_miss = np.searchsorted(target, thresholds, side="right") / target.size
-    p_fa = 1.0 - np.searchsorted(nontarget, thresholds, side="right") / nontarget.size
-    return thresholds, p_miss, p_fa
+class VerificationCurve:
+    """Miss and false-alarm rates at every candidate threshold, from **one** sort of the scores:
+    EER, minDCF at any prior, the threshold at a false-accept rate and the DET points are then
+    queries on the same arrays (each O(T), no further sort).
 
-
-def compute_eer(scores: ArrayLike, labels: ArrayLike) -> tuple[float, float]:
-    """Equal error rate and its threshold.
+    Candidate thresholds are the distinct scores and the midpoints between neighbours (as in
+    speechbrain's ``EER``/``minDCF``); a trial is accepted when its score is above the threshold.
+    A midpoint's rates equal those of the distinct score below it, so only the distinct scores
+    are kept: every minimum and threshold is the same as over both.
 
     Args:
         scores: (N,) trial scores, higher = more likely the same speaker.
         labels: (N,) 1 for same-speaker trials, 0 otherwise.
 
-    Returns:
-        ``(eer, threshold)``; the EER is the mean of the miss and false-alarm rates at the
-        threshold where they are closest, as a fraction (0.05 = 5 %).
+    Example:
+        >>> curve = VerificationCurve([0.9, 0.8, 0.3, 0.1], [1, 1, 0, 0])
+        >>> curve.eer()[0], curve.min_dcf(0.01)[0]
+        (0.0, 0.0)
+    """
+
+    def __init__(self, scores: ArrayLike, labels: ArrayLike) -> None:
+        scores, target = _arrays(scores, labels)
+        self.num_target = int(target.sum())
+        self.num_nontarget = len(target) - self.num_target
+        if self.num_target == 0 or self.num_nontarget == 0:
+            raise ValueError(
+                "need at least one target (label 1) and one non-target (label 0) trial"
+            )
+        order = np.argsort(scores)  # the one sort
+        ordered, target = scores[order], target[order]
+        last = np.empty(len(ordered), dtype=bool)  # the last trial of each distinct score
+        np.not_equal(ordered[1:], ordered[:-1], out=last[:-1])
+        last[-1] = True
+        # At a distinct score d, "accept above d" misses the targets <= d. A midpoint between two
+        # distinct scores counts what its lower one counts, so it never changes a minimum (the
+        # lower score comes first) and the rates are only kept at the distinct scores.
+        self.thresholds = ordered[last]
+        targets_at_or_below = np.cumsum(target)[last]
+        nontargets_at_or_below = np.flatnonzero(last) + 1 - targets_at_or_below
+        self.p_miss = targets_at_or_below / self.num_target
+        self.p_fa = 1.0 - nontargets_at_or_below / self.num_nontarget
+
+    def eer(self) -> tuple[float, float]:
+        """``(eer, threshold)``: the mean of the miss and false-alarm rates where they are
+        closest, as a fraction (0.05 = 5 %)."""
+        best = int(np.argmin(np.abs(self.p_fa - self.p_miss)))
+        return float((self.p_fa[best] + self.p_miss[best]) / 2), float(self.thresholds[best])
+
+    def min_dcf(
+        self, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0, normalize: bool = True
+    ) -> tuple[float, float]:
+        """``(min C_det, threshold)``; normalized by ``min(c_miss p_target, c_fa (1 - p_target))``
+        unless ``normalize=False`` (speechbrain's un-normalized ``minDCF``)."""
+        cost = c_miss * self.p_miss * p_target + c_fa * self.p_fa * (1 - p_target)
+        best = int(np.argmin(cost))
+        norm = min(c_miss * p_target, c_fa * (1 - p_target)) if normalize else 1.0
+        return float(cost[best] / norm), float(self.thresholds[best])
+
+    def at_far(self, far: float) -> tuple[float, float]:
+        """The lowest threshold whose false-accept rate is at most ``far``, and its miss rate."""
+        if not 0.0 <= far <= 1.0:
+            raise ValueError(f"far must be in [0, 1], got {far}")
+        best = int(np.argmax(self.p_fa <= far))  # p_fa falls as the threshold rises
+        return float(self.thresholds[best]), float(self.p_miss[best])
+
+    def det(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_miss, p_fa)`` at every distinct score, ascending."""
+        return self.p_miss, self.p_fa
+
+
+def compute_eer(scores: ArrayLike, labels: ArrayLike) -> tuple[float, float]:
+    """Equal error rate and its threshold (:meth:`VerificationCurve.eer`).
 
     Example:
         >>> compute_eer([0.9, 0.8, 0.3, 0.1], [1, 1, 0, 0])[0]
         0.0
     """
-    thresholds, p_miss, p_fa = _error_rates(*_split(scores, labels))
-    best = int(np.argmin(np.abs(p_fa - p_miss)))
-    return float((p_fa[best] + p_miss[best]) / 2), float(thresholds[best])
+    return VerificationCurve(scores, labels).eer()
 
 
 def compute_min_dcf(
@@ -67,22 +113,15 @@ def compute_min_dcf(
     c_fa: float = 1.0,
     normalize: bool = True,
 ) -> tuple[float, float]:
-    """Minimum detection cost and its threshold.
-
+    """Minimum detection cost and its threshold (:meth:`VerificationCurve.min_dcf`):
     ``C_det = c_miss * P_miss * p_target + c_fa * P_fa * (1 - p_target)``, minimized over
-    thresholds. With ``normalize`` (the NIST / VoxSRC convention) it is divided by the cost of
-    the best threshold-free decision, ``min(c_miss * p_target, c_fa * (1 - p_target))``;
-    ``normalize=False`` gives speechbrain's ``minDCF``.
+    thresholds; normalized as in NIST SRE / VoxSRC unless ``normalize=False``.
 
     Example:
         >>> compute_min_dcf([0.9, 0.8, 0.3, 0.1], [1, 1, 0, 0])[0]
         0.0
     """
-    thresholds, p_miss, p_fa = _error_rates(*_split(scores, labels))
-    cost = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)
-    best = int(np.argmin(cost))
-    norm = min(c_miss * p_target, c_fa * (1 - p_target)) if normalize else 1.0
-    return float(cost[best] / norm), float(thresholds[best])
+    return VerificationCurve(scores, labels).min_dcf(p_target, c_miss, c_fa, normalize)
 
 
 def actual_dcf(
@@ -94,15 +133,18 @@ def actual_dcf(
     c_fa: float = 1.0,
     normalize: bool = True,
 ) -> float:
-    """Detection cost of deciding ``score > threshold`` (a threshold fixed beforehand).
+    """Detection cost of deciding ``score > threshold`` (a threshold fixed beforehand; no sort).
 
     Example:
         >>> actual_dcf([0.9, 0.8, 0.3, 0.1], [1, 1, 0, 0], threshold=0.85, p_target=0.5)
         0.5
     """
-    target, nontarget = _split(scores, labels)
-    p_miss = np.searchsorted(target, threshold, side="right") / target.size
-    p_fa = 1.0 - np.searchsorted(nontarget, threshold, side="right") / nontarget.size
+    scores, target = _arrays(scores, labels)
+    if target.all() or not target.any():
+        raise ValueError("need at least one target (label 1) and one non-target (label 0) trial")
+    accepted = scores > threshold
+    p_miss = float((~accepted & target).sum() / target.sum())
+    p_fa = float((accepted & ~target).sum() / (~target).sum())
     cost = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)
     return float(cost / (min(c_miss * p_target, c_fa * (1 - p_target)) if normalize else 1.0))
 
@@ -116,19 +158,16 @@ def threshold_at_far(scores: ArrayLike, labels: ArrayLike, far: float) -> tuple[
     """
     if not 0.0 <= far <= 1.0:
         raise ValueError(f"far must be in [0, 1], got {far}")
-    thresholds, p_miss, p_fa = _error_rates(*_split(scores, labels))
-    best = int(np.argmax(p_fa <= far))  # p_fa falls as the threshold rises; the top one is 0
-    return float(thresholds[best]), float(p_miss[best])
+    return VerificationCurve(scores, labels).at_far(far)
 
 
 def det_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Miss and false-alarm rates at every candidate threshold, for a DET plot.
+    """Miss and false-alarm rates at every distinct score, for a DET plot.
 
     Returns:
         ``(p_miss, p_fa)``, both (T,) with thresholds ascending (p_miss rising, p_fa falling).
     """
-    _, p_miss, p_fa = _error_rates(*_split(scores, labels))
-    return p_miss, p_fa
+    return VerificationCurve(scores, labels).det()
 
 
 class _TrialMetric(Metric):

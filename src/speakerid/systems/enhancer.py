@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from speakerid.contracts import Enhancer, LossHead, NeedsTargets
-from speakerid.metrics import compute_eer, compute_min_dcf
+from speakerid.metrics import VerificationCurve
 from speakerid.scoring import cosine_scores
 from speakerid.systems.schedules import configure_optimizers
 
@@ -18,11 +18,11 @@ Schedule = Callable[[Optimizer, int], dict]
 def verification_figures(table: Tensor, trials) -> dict[str, float]:
     """EER and minDCF (P_target 0.01 and 0.05) of cosine-scored trials over an embedding table."""
     scores = cosine_scores(table, trials.enroll.to(table.device), trials.test.to(table.device))
-    labels = trials.labels
+    curve = VerificationCurve(scores, trials.labels)
     return {
-        "eer": compute_eer(scores, labels)[0],
-        "min_dcf": compute_min_dcf(scores, labels, p_target=0.01)[0],
-        "min_dcf_p05": compute_min_dcf(scores, labels, p_target=0.05)[0],
+        "eer": curve.eer()[0],
+        "min_dcf": curve.min_dcf(p_target=0.01)[0],
+        "min_dcf_p05": curve.min_dcf(p_target=0.05)[0],
     }
 
 
