@@ -127,9 +127,9 @@ def bench_metrics(num_trials: int = 1_000_000) -> dict:
     labels = torch.randint(0, 2, (num_trials,), generator=generator)
     scores = torch.randn(num_trials, generator=generator) + labels  # float32, as scored
 
-    def ours() -> None:
+    def ours() -> tuple:
         curve = VerificationCurve(scores, labels)
-        curve.eer(), curve.min_dcf(0.01), curve.min_dcf(0.05), curve.at_far(0.01)
+        return curve.eer(), curve.min_dcf(0.01), curve.min_dcf(0.05), curve.at_far(0.01)
 
     array = scores.numpy()
     seconds = timed(ours, repeats=5)
@@ -139,6 +139,47 @@ def bench_metrics(num_trials: int = 1_000_000) -> dict:
         "value": num_trials / seconds,
         "reference": num_trials / argsort,
         "times_one_argsort": seconds / argsort,
+    }
+
+
+def bench_metrics_peers(num_trials: int = 1_000_000, speechbrain_trials: int = 10_000) -> dict:
+    """EER + minDCF(0.01) beside the peers: scikit-learn's ``roc_curve`` (EER only, as users
+    compute it) on the same 1 M trials, and speechbrain's ``EER`` + ``minDCF`` on 10 k (they
+    compare every score with every threshold: N x T memory, so 1 M trials do not fit)."""
+    import numpy as np
+    from sklearn.metrics import roc_curve
+    from speechbrain.utils.metric_stats import EER, minDCF
+
+    from speakerid.metrics import VerificationCurve
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (num_trials,), generator=generator)
+    scores = torch.randn(num_trials, generator=generator) + labels
+
+    def ours(n: int) -> tuple:
+        curve = VerificationCurve(scores[:n], labels[:n])
+        return curve.eer(), curve.min_dcf(0.01)
+
+    def sklearn_eer() -> float:
+        fpr, tpr, _ = roc_curve(labels.numpy(), scores.numpy())
+        best = np.argmin(np.abs(1 - tpr - fpr))
+        return (fpr[best] + 1 - tpr[best]) / 2
+
+    small = speechbrain_trials
+    target, nontarget = scores[:small][labels[:small] == 1], scores[:small][labels[:small] == 0]
+
+    def speechbrain() -> tuple:
+        return EER(target, nontarget), minDCF(target, nontarget, p_target=0.01)
+
+    ours_s, sklearn_s = timed(lambda: ours(num_trials)), timed(sklearn_eer)
+    ours_small, speechbrain_s = timed(lambda: ours(small)), timed(speechbrain, repeats=1)
+    return {
+        "name": "EER + minDCF vs scikit-learn roc_curve EER, 1 M trials (trials/s)",
+        "value": num_trials / ours_s,
+        "reference": num_trials / sklearn_s,
+        "speechbrain_trials": small,
+        "ours_trials_per_s_at_speechbrain_size": small / ours_small,
+        "speechbrain_trials_per_s": small / speechbrain_s,
     }
 
 
@@ -338,6 +379,7 @@ def main() -> None:
         bench_training,
         bench_lightning_overhead,
         bench_metrics,
+        bench_metrics_peers,
         bench_extraction,
         bench_scoring,
         bench_as_norm,
