@@ -26,27 +26,18 @@ from rich.table import Table
 from torchaudio.compliance.kaldi import fbank
 
 from speakerid.bench_data import bench_data_pipeline, bench_manifest, bench_shard_pipeline, timed
+from speakerid.bench_peers import (
+    NUM_CLASSES,
+    bench_lightning_overhead,
+    bench_metrics,
+    bench_metrics_peers,
+    bench_roofline,
+    bench_speechbrain_training,
+    default_recipe,
+)
 from speakerid.metrics import compute_eer, compute_min_dcf
 from speakerid.scoring import as_norm, cosine_scores
 from speakerid.utils.io import write_json
-
-
-def default_recipe(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
-    """(front end, backbone, loss head) of ``conf/train.yaml`` as composed — the recipe that
-    ``make train`` runs, so the figures follow any change to its defaults. The head has
-    ``NUM_CLASSES`` classes."""
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    from speakerid.cli import CONFIG_PATH
-
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose("train", [f"data.num_speakers={NUM_CLASSES}"])
-    torch.manual_seed(seed)
-    return instantiate(cfg.features), instantiate(cfg.model.backbone), instantiate(cfg.loss)
-
-
-NUM_CLASSES = 144  # the built-in corpus's training speakers
 
 
 def bench_fbank(batch: int = 64, seconds: float = 2.0) -> dict:
@@ -116,73 +107,6 @@ def bench_scoring(num_trials: int = 1_000_000, num_utts: int = 20_000, dim: int 
     }
 
 
-def bench_metrics(num_trials: int = 1_000_000) -> dict:
-    """EER, two minDCFs and the threshold at 1 % FAR from one VerificationCurve, beside one
-    ``numpy.argsort`` of the same scores (the floor any sort-based implementation pays)."""
-    import numpy as np
-
-    from speakerid.metrics import VerificationCurve
-
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 2, (num_trials,), generator=generator)
-    scores = torch.randn(num_trials, generator=generator) + labels  # float32, as scored
-
-    def ours() -> tuple:
-        curve = VerificationCurve(scores, labels)
-        return curve.eer(), curve.min_dcf(0.01), curve.min_dcf(0.05), curve.at_far(0.01)
-
-    array = scores.numpy()
-    seconds = timed(ours, repeats=5)
-    argsort = timed(lambda: np.argsort(array), repeats=5)
-    return {
-        "name": "EER + 2 minDCF + FAR threshold vs one argsort, 1 M trials (trials/s)",
-        "value": num_trials / seconds,
-        "reference": num_trials / argsort,
-        "times_one_argsort": seconds / argsort,
-    }
-
-
-def bench_metrics_peers(num_trials: int = 1_000_000, speechbrain_trials: int = 10_000) -> dict:
-    """EER + minDCF(0.01) beside the peers: scikit-learn's ``roc_curve`` (EER only, as users
-    compute it) on the same 1 M trials, and speechbrain's ``EER`` + ``minDCF`` on 10 k (they
-    compare every score with every threshold: N x T memory, so 1 M trials do not fit)."""
-    import numpy as np
-    from sklearn.metrics import roc_curve
-    from speechbrain.utils.metric_stats import EER, minDCF
-
-    from speakerid.metrics import VerificationCurve
-
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 2, (num_trials,), generator=generator)
-    scores = torch.randn(num_trials, generator=generator) + labels
-
-    def ours(n: int) -> tuple:
-        curve = VerificationCurve(scores[:n], labels[:n])
-        return curve.eer(), curve.min_dcf(0.01)
-
-    def sklearn_eer() -> float:
-        fpr, tpr, _ = roc_curve(labels.numpy(), scores.numpy())
-        best = np.argmin(np.abs(1 - tpr - fpr))
-        return (fpr[best] + 1 - tpr[best]) / 2
-
-    small = speechbrain_trials
-    target, nontarget = scores[:small][labels[:small] == 1], scores[:small][labels[:small] == 0]
-
-    def speechbrain() -> tuple:
-        return EER(target, nontarget), minDCF(target, nontarget, p_target=0.01)
-
-    ours_s, sklearn_s = timed(lambda: ours(num_trials)), timed(sklearn_eer)
-    ours_small, speechbrain_s = timed(lambda: ours(small)), timed(speechbrain, repeats=1)
-    return {
-        "name": "EER + minDCF vs scikit-learn roc_curve EER, 1 M trials (trials/s)",
-        "value": num_trials / ours_s,
-        "reference": num_trials / sklearn_s,
-        "speechbrain_trials": small,
-        "ours_trials_per_s_at_speechbrain_size": small / ours_small,
-        "speechbrain_trials_per_s": small / speechbrain_s,
-    }
-
-
 def bench_as_norm(
     num_trials: int = 1_000_000,
     num_utts: int = 20_000,
@@ -213,73 +137,6 @@ def bench_as_norm(
         "name": "AS-norm + EER, 1 M trials (trials/s)",
         "value": num_trials / seconds,
         "reference": num_trials / loop,
-    }
-
-
-def bench_lightning_overhead(batch: int = 32, seconds: float = 2.0, steps: int = 17) -> dict:
-    """Training samples/s of the default recipe through Lightning (EncoderModule + Trainer) vs a
-    plain PyTorch loop over the same model, batches and optimizer (median step time of each)."""
-    import functools
-
-    import lightning as L
-    import numpy as np
-    from torch.utils.data import DataLoader
-
-    from speakerid.data.datasets import SpeakerBatch
-    from speakerid.systems import EncoderModule
-
-    generator = torch.Generator().manual_seed(0)
-    wavs = 0.1 * torch.randn(steps * batch, int(16000 * seconds), generator=generator)
-    labels = torch.randint(0, NUM_CLASSES, (steps * batch,), generator=generator)
-
-    def build() -> tuple:
-        return default_recipe()
-
-    def batches():
-        for i in range(0, len(wavs), batch):
-            w = wavs[i : i + batch]
-            index = torch.arange(i, i + len(w))
-            yield SpeakerBatch(w, torch.full((len(w),), w.shape[1]), labels[i : i + batch], index)
-
-    features, backbone, head = build()
-    optimizer = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=1e-3)
-    stamps = []
-    for b in batches():
-        feats, frames = features(b.wav, b.lengths)
-        loss = head(backbone(feats, frames), b.labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        stamps.append(time.perf_counter())
-    plain = batch / float(np.median(np.diff(stamps)))  # the median step: robust to noise
-
-    class Clock(L.Callback):
-        def __init__(self) -> None:
-            self.stamps: list[float] = []
-
-        def on_train_batch_end(self, *args) -> None:
-            self.stamps.append(time.perf_counter())
-
-    clock = Clock()
-    module = EncoderModule(*build(), optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[clock],
-    )
-    loader = DataLoader(list(batches()), batch_size=None)
-    trainer.fit(module, train_dataloaders=loader)
-    lightning = batch / float(np.median(np.diff(clock.stamps)))
-    return {
-        "name": "training, Lightning vs plain loop (samples/s)",
-        "value": lightning,
-        "reference": plain,
-        "overhead_percent": 100 * (plain / lightning - 1),
     }
 
 
@@ -378,6 +235,8 @@ def main() -> None:
         bench_fbank,
         bench_training,
         bench_lightning_overhead,
+        bench_speechbrain_training,
+        bench_roofline,
         bench_metrics,
         bench_metrics_peers,
         bench_extraction,
