@@ -144,12 +144,31 @@ def test_one_curve_answers_every_query_like_the_definition(seed: int) -> None:
     assert curve.at_far(0.1) == threshold_at_far(scores, labels, 0.1)
 
 
-def test_the_curve_sorts_once(monkeypatch) -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_curve_sorts_once(dtype, monkeypatch) -> None:
     calls = []
-    argsort = np.argsort
-    monkeypatch.setattr(np, "argsort", lambda *a, **k: calls.append(1) or argsort(*a, **k))
-    monkeypatch.setattr(np, "sort", lambda *a, **k: pytest.fail("a second sort"))
+    for name in ("sort", "argsort"):
+        original = getattr(np, name)
+        monkeypatch.setattr(np, name, lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k))
     monkeypatch.setattr(np, "unique", lambda *a, **k: pytest.fail("a second sort"))
-    curve = VerificationCurve(np.random.default_rng(0).normal(size=50), np.arange(50) % 2)
+    scores = np.random.default_rng(0).normal(size=50).astype(dtype)
+    curve = VerificationCurve(scores, np.arange(50) % 2)
     curve.eer(), curve.min_dcf(0.01), curve.min_dcf(0.05), curve.at_far(0.01), curve.det()
     assert calls == [1]
+
+
+def test_float32_scores_sort_with_their_labels_exactly() -> None:
+    """The packed-key sort of float32 scores: signs, zeros of both signs, ties across classes."""
+    rng = np.random.default_rng(1)
+    scores = np.concatenate([rng.normal(size=500), [0.0, -0.0, 1e-30, -1e-30, 3.5, 3.5]])
+    scores = np.round(scores, 2).astype(np.float32)
+    labels = rng.integers(0, 2, len(scores))
+    single, double = (
+        VerificationCurve(scores, labels),
+        VerificationCurve(scores.astype(np.float64), labels),
+    )
+    np.testing.assert_array_equal(single.thresholds, double.thresholds.astype(np.float32))
+    np.testing.assert_array_equal(single.p_miss, double.p_miss)
+    np.testing.assert_array_equal(single.p_fa, double.p_fa)
+    with pytest.raises(ValueError, match="NaN"):
+        VerificationCurve(np.array([0.1, np.nan], dtype=np.float32), [1, 0])

@@ -14,15 +14,37 @@ ArrayLike = Tensor | np.ndarray
 
 
 def _arrays(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    scores = np.asarray(
-        scores.detach().cpu() if isinstance(scores, Tensor) else scores, dtype=np.float64
-    )
+    """Scores in their own float precision (float32 scores sort faster and are compared as they
+    were computed; thresholds are returned as Python floats) and a boolean target mask."""
+    scores = np.asarray(scores.detach().cpu() if isinstance(scores, Tensor) else scores)
+    if scores.dtype not in (np.float32, np.float64):
+        scores = scores.astype(np.float64)
     labels = np.asarray(labels.detach().cpu() if isinstance(labels, Tensor) else labels)
     if scores.ndim != 1 or scores.shape != labels.shape:
         raise ValueError(
             f"scores {scores.shape} and labels {labels.shape} must be equal-length 1-D arrays"
         )
     return scores, labels == 1
+
+
+def _sorted_with_labels(scores: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ascending with their target flags, from one sort. float32 scores are mapped to
+    order-preserving unsigned keys with the flag in the lowest bit and sorted as uint64 values
+    (numpy's vectorized sort: several times faster than an argsort and two gathers)."""
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinity")
+    if scores.dtype != np.float32:
+        order = np.argsort(scores)
+        return scores[order], target[order]
+    sign = np.uint32(1 << 31)
+    bits = scores.view(np.uint32)
+    # negative floats: all bits flipped; positive: the sign bit set (an arithmetic shift of the
+    # sign gives the all-ones mask for negatives)
+    keys = bits ^ ((scores.view(np.int32) >> 31).view(np.uint32) | sign)
+    packed = np.sort((keys.astype(np.uint64) << np.uint64(1)) | target)
+    keys = (packed >> np.uint64(1)).astype(np.uint32)
+    bits = keys ^ (((keys >> 31) - np.uint32(1)) | sign)
+    return bits.view(np.float32), (packed & np.uint64(1)).astype(bool)
 
 
 class VerificationCurve:
@@ -53,8 +75,7 @@ class VerificationCurve:
             raise ValueError(
                 "need at least one target (label 1) and one non-target (label 0) trial"
             )
-        order = np.argsort(scores)  # the one sort
-        ordered, target = scores[order], target[order]
+        ordered, target = _sorted_with_labels(scores, target)  # the one sort
         last = np.empty(len(ordered), dtype=bool)  # the last trial of each distinct score
         np.not_equal(ordered[1:], ordered[:-1], out=last[:-1])
         last[-1] = True
@@ -62,7 +83,9 @@ class VerificationCurve:
         # distinct scores counts what its lower one counts, so it never changes a minimum (the
         # lower score comes first) and the rates are only kept at the distinct scores.
         self.thresholds = ordered[last]
-        targets_at_or_below = np.cumsum(target)[last]
+        targets_at_or_below = np.cumsum(
+            target, dtype=np.int64 if len(target) >= 2**31 else np.int32
+        )[last]
         nontargets_at_or_below = np.flatnonzero(last) + 1 - targets_at_or_below
         self.p_miss = targets_at_or_below / self.num_target
         self.p_fa = 1.0 - nontargets_at_or_below / self.num_nontarget
