@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from speakerid.data.audio import audio_info
+from speakerid.data.speech import SpeechGate
 from speakerid.errors import AudioError, ConfigError
 from speakerid.utils.io import atomic_path
 
@@ -104,9 +105,12 @@ def save_thresholds(path: str | Path, thresholds: dict) -> None:
         log.warning("thresholds not saved in %s: %s", path, err)
 
 
-def read_for_model(path: str | Path, sample_rate: int) -> np.ndarray:
+def read_for_model(
+    path: str | Path, sample_rate: int, gate: SpeechGate | None = None
+) -> np.ndarray:
     """A user's audio file as float32 mono at ``sample_rate``: multi-channel files are averaged
-    and other rates resampled (each logged), unlike corpus files, which must already fit."""
+    and other rates resampled (each logged), unlike corpus files, which must already fit. With a
+    ``gate``, a file without speech (silence, a steady noise or tone, too short) is refused."""
     info = audio_info(path)
     if info.frames == 0:
         raise AudioError(f"{path}: empty audio file")
@@ -119,19 +123,26 @@ def read_for_model(path: str | Path, sample_rate: int) -> np.ndarray:
         mono = torchaudio.functional.resample(mono, rate, sample_rate)
     if not torch.isfinite(mono).all():
         raise AudioError(f"{path}: holds NaN or infinite samples")
+    problem = None if gate is None else gate.problem(mono.numpy(), sample_rate)
+    if problem:
+        raise AudioError(f"{path}: no speech — {problem}")
     return mono.numpy()
 
 
 @torch.inference_mode()
 def embed_files(
-    system: torch.nn.Module, paths: Sequence[str | Path], sample_rate: int, batch_size: int = 1
+    system: torch.nn.Module,
+    paths: Sequence[str | Path],
+    sample_rate: int,
+    batch_size: int = 1,
+    gate: SpeechGate | None = None,
 ) -> Tensor:
-    """(N,D) L2-normalized embeddings of whole files.
+    """(N,D) L2-normalized embeddings of whole files (each checked by ``gate`` when given).
 
     With ``batch_size`` > 1 files of similar length share a batch; the backbone's convolutions
     then see the zero padding of the shorter ones, so 1 (the default) is exact.
     """
-    wavs = [read_for_model(p, sample_rate) for p in paths]
+    wavs = [read_for_model(p, sample_rate, gate) for p in paths]
     order = sorted(range(len(wavs)), key=lambda i: -len(wavs[i]))
     out: list[Tensor] = [torch.empty(0)] * len(wavs)
     for start in range(0, len(order), batch_size):

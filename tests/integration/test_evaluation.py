@@ -263,3 +263,31 @@ def test_export_matches_pytorch(
         torch.testing.assert_close(
             torch.nn.functional.normalize(exported, dim=1), expected, atol=1e-4, rtol=0
         )
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda t: np.zeros_like(t), "no speech — digital silence"),
+        (
+            lambda t: 0.1 * np.random.default_rng(0).standard_normal(len(t)),
+            "a steady noise or tone",
+        ),
+        (lambda t: 0.3 * np.sin(2 * np.pi * 50 * t), "a steady noise or tone"),
+        (lambda t: 0.1 * np.sin(2 * np.pi * 200 * t[:160]), "shorter than the 0.1 s"),
+    ],
+    ids=["silence", "white-noise", "hum", "10-ms"],
+)
+def test_verify_refuses_files_without_speech(
+    make, expected: str, trained: tuple[Path, dict], tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Silence vs silence used to score 1.0, "same speaker", exit 0; noise vs hum 0.72."""
+    ckpt, _ = trained
+    path = tmp_path / "x.wav"
+    sf.write(path, make(np.arange(3 * 16000) / 16000).astype(np.float32), 16000)
+    monkeypatch.setattr("sys.argv", ["speakerid-verify", str(path), str(path), f"ckpt_path={ckpt}"])
+    with pytest.raises(SystemExit) as exit_info:
+        verify_main()
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert line.startswith(f"error: {path}: no speech — ") and expected in line
