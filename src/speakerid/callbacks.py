@@ -1,5 +1,6 @@
 """Lightning callbacks and plugins of the platform."""
 
+import logging
 import random
 
 import lightning as L
@@ -12,6 +13,8 @@ from speakerid.data.samplers import ResumableLoader
 from speakerid.data.shards import ShardLoader
 from speakerid.utils.io import atomic_path
 from speakerid.utils.loggers import code_version
+
+log = logging.getLogger(__name__)
 
 
 class ConfigInCheckpoint(L.Callback):
@@ -33,11 +36,28 @@ class ConfigInCheckpoint(L.Callback):
                 checkpoint["speakerid"]["wandb_id"] = logger.version
 
 
+def nonfinite_weights(state: dict) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or infinity."""
+    return [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not torch.isfinite(value).all()
+    ]
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic: the file appears complete or not at all
-    (a run killed while saving leaves the previous ``last.ckpt`` intact)."""
+    (a run killed while saving leaves the previous ``last.ckpt`` intact). Weights holding NaN or
+    infinity are never written: the previous, finite checkpoint stays (the run then fails at its
+    end, ``speakerid.train``)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        broken = nonfinite_weights(checkpoint.get("state_dict", {}))
+        if broken:
+            log.error("%s not written: NaN or infinite weights in %s", path, ", ".join(broken[:3]))
+            return
         with atomic_path(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
 

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from speakerid.callbacks import nonfinite_weights
 from speakerid.data.audio import audio_info
 from speakerid.data.speech import SpeechGate
 from speakerid.errors import AudioError, ConfigError
@@ -52,6 +53,12 @@ def load_system(path: str | Path) -> tuple[torch.nn.Module, DictConfig, dict]:
         ``(system, run_config, checkpoint)``, the system in eval mode on the CPU.
     """
     checkpoint = load_checkpoint(path)
+    broken = nonfinite_weights(checkpoint["state_dict"])
+    if broken:
+        raise ConfigError(
+            f"{path}: NaN or infinite weights ({', '.join(broken[:3])}): the run diverged; "
+            "use an earlier checkpoint"
+        )
     run_cfg = OmegaConf.create(upgraded_config(checkpoint["speakerid"]["config"]))
     system = instantiate(run_cfg.system)
     try:

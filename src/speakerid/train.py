@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from speakerid.callbacks import nonfinite_weights
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, save_thresholds
@@ -36,6 +37,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         init_backbone(system, cfg.init_from)
     trainer, loggers = make_trainer(cfg)
     trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    broken = nonfinite_weights(system.state_dict())
+    if broken:
+        raise ConfigError(
+            f"training diverged: NaN or infinite weights ({', '.join(broken[:3])}); checkpoints "
+            f"holding them were not written ({cfg.paths.output_dir}/checkpoints keeps finite ones)"
+        )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
         ckpt_path = _test_checkpoint(trainer, cfg.test_ckpt)

@@ -9,6 +9,7 @@ from torch.optim import Optimizer
 
 from speakerid.contracts import Backbone, FrontEnd, LossHead, OwnOptimizer, label_column
 from speakerid.data.datasets import SpeakerBatch
+from speakerid.errors import ConfigError
 from speakerid.metrics import EqualErrorRate, MinDCF, compute_eer, threshold_at_far
 from speakerid.scoring import cosine_scores
 from speakerid.systems.schedules import configure_optimizers
@@ -138,6 +139,12 @@ class EncoderModule(L.LightningModule):
         embeddings = self.all_gather(embeddings).reshape(-1, embeddings.shape[-1])
         rows = self.all_gather(rows).reshape(-1)
         table = embedding_table(embeddings, rows, len(trials.utterances), crops)
+        if not torch.isfinite(table).all():
+            raise ConfigError(
+                f"training diverged: NaN or infinite {stage} embeddings at epoch "
+                f"{self.current_epoch} (check the learning rate and the loss settings); "
+                "checkpoints holding them are not written"
+            )
         scores = cosine_scores(table, trials.enroll.to(self.device), trials.test.to(self.device))
         labels = trials.labels.to(self.device)
         shard = slice(self.global_rank, None, self.trainer.world_size)  # each trial counted once
