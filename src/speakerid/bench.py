@@ -27,13 +27,13 @@ from torchaudio.compliance.kaldi import fbank
 
 from speakerid.bench_data import bench_data_pipeline, bench_manifest, bench_shard_pipeline, timed
 from speakerid.bench_peers import (
-    NUM_CLASSES,
     bench_lightning_overhead,
     bench_metrics,
     bench_metrics_peers,
     bench_roofline,
     bench_speechbrain_training,
     default_recipe,
+    training_step,
 )
 from speakerid.metrics import compute_eer, compute_min_dcf
 from speakerid.scoring import as_norm, cosine_scores
@@ -50,19 +50,7 @@ def bench_fbank(batch: int = 64, seconds: float = 2.0) -> dict:
 
 
 def bench_training(batch: int = 32, seconds: float = 2.0, steps: int = 5) -> dict:
-    front_end, model, head = default_recipe()
-    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-3)
-    wav = torch.randn(batch, int(16000 * seconds)) * 0.1
-    labels = torch.randint(0, NUM_CLASSES, (batch,))
-    lengths = torch.full((batch,), wav.shape[1])
-
-    def step() -> None:
-        feats, frames = front_end(wav, lengths)
-        loss = head(model(feats, frames), labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(batch, seconds)[2]
     per_step = timed(step, repeats=steps)
     return {"name": "training (samples/s)", "value": batch / per_step, "reference": None}
 

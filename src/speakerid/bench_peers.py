@@ -34,6 +34,24 @@ def default_recipe(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module, tor
     return instantiate(cfg.features), instantiate(cfg.model.backbone), instantiate(cfg.loss)
 
 
+def training_step(batch: int, seconds: float):
+    """(front end, backbone, step): one forward + backward + Adam step of the default recipe on a
+    fixed random batch, as a closure."""
+    features, backbone, head = default_recipe()
+    optimizer = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=1e-3)
+    wav = 0.1 * torch.randn(batch, int(16000 * seconds))
+    lengths, labels = torch.full((batch,), wav.shape[1]), torch.randint(0, NUM_CLASSES, (batch,))
+
+    def step() -> None:
+        feats, frames = features(wav, lengths)
+        loss = head(backbone(feats, frames), labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return features, backbone, step
+
+
 def _batches(batch: int, seconds: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     wavs = 0.1 * torch.randn(steps * batch, int(16000 * seconds), generator=generator)
@@ -174,17 +192,9 @@ def bench_roofline(batch: int = 32, seconds: float = 2.0) -> dict:
     ``torch.utils.flop_counter``) as a share of the measured dense matmul FLOP/s."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    features, backbone, head = default_recipe()
-    optimizer = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=1e-3)
+    features, backbone, step = training_step(batch, seconds)
     wav = 0.1 * torch.randn(batch, int(16000 * seconds))
-    lengths, labels = torch.full((batch,), wav.shape[1]), torch.randint(0, NUM_CLASSES, (batch,))
-
-    def step() -> None:
-        feats, frames = features(wav, lengths)
-        out = head(backbone(feats, frames), labels).loss
-        optimizer.zero_grad()
-        out.backward()
-        optimizer.step()
+    lengths = torch.full((batch,), wav.shape[1])
 
     def extract() -> None:
         with torch.inference_mode():
