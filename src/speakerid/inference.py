@@ -21,6 +21,7 @@ from speakerid.callbacks import nonfinite_weights
 from speakerid.data.audio import audio_info
 from speakerid.data.speech import SpeechGate
 from speakerid.errors import AudioError, ConfigError
+from speakerid.systems.encoder import EncoderModule
 from speakerid.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def load_system(path: str | Path) -> tuple[torch.nn.Module, DictConfig, dict]:
-    """Rebuild the trained system of a checkpoint.
+    """Rebuild the trained speaker encoder of a checkpoint (an enhancer's is refused).
 
     Returns:
         ``(system, run_config, checkpoint)``, the system in eval mode on the CPU.
@@ -61,6 +62,11 @@ def load_system(path: str | Path) -> tuple[torch.nn.Module, DictConfig, dict]:
         )
     run_cfg = OmegaConf.create(upgraded_config(checkpoint["speakerid"]["config"]))
     system = instantiate(run_cfg.system)
+    if not isinstance(system, EncoderModule):
+        raise ConfigError(
+            f"{path}: holds {type(system).__name__}, not a speaker encoder: this tool needs a "
+            "checkpoint of speakerid-train (an enhancer from speakerid-enhance works on stores)"
+        )
     try:
         system.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:

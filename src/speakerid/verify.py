@@ -5,6 +5,7 @@ exits 0 for the same speaker, 1 for different speakers, 2 for an error.
 """
 
 import sys
+import traceback
 
 import torch
 
@@ -32,7 +33,12 @@ def verify(argv: list[str]) -> tuple[float, float, bool]:
 def main() -> None:
     quiet_environment()
     torch.set_flush_denormal(True)
-    score, threshold, same = report_user_errors(verify)(sys.argv[1:])
+    try:
+        score, threshold, same = report_user_errors(verify)(sys.argv[1:])
+    except Exception:  # a crash must never read as "different speakers" (exit status 1)
+        traceback.print_exc()
+        print("error: speakerid-verify failed (a bug: traceback above)", file=sys.stderr)
+        sys.exit(2)
     verdict = "same speaker" if same else "different speakers"
     print(f"score {score:.4f}  threshold {threshold:.4f}  {verdict}")
     sys.exit(0 if same else 1)
