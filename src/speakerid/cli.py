@@ -47,9 +47,8 @@ def report_user_errors(task: Callable[..., R]) -> Callable[..., R]:
             if not isinstance(cause, SpeakerIdError):
                 raise
             log.debug("user error", exc_info=True)
-            print(
-                f"error: {cause}", file=sys.stderr, flush=True
-            )  # unwrapped, whatever the terminal
+            # print, not rich: unwrapped, whatever the terminal
+            print(f"error: {cause}", file=sys.stderr, flush=True)
             sys.exit(2)
 
     return wrapper

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from speakerid.cli import quiet_environment, report_user_errors, tool_config
-from speakerid.data.speech import SpeechGate
+from speakerid.data.speech import speech_gate
 from speakerid.errors import ConfigError
 from speakerid.inference import embed_files, load_system, resolve_threshold
 from speakerid.metrics.identification import UNKNOWN, centroids, reject_unknown
@@ -54,7 +54,7 @@ def identify(argv: list[str]) -> list[tuple[str, str, float]]:
     system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
     threshold = resolve_threshold(cfg.threshold, checkpoint, cfg.ckpt_path)
     rate = run_cfg.data.sample_rate
-    gate = None if cfg.speech_gate is None else SpeechGate(**cfg.speech_gate)
+    gate = speech_gate(cfg.speech_gate)
     models = centroids(
         embed_files(system, enrol_files, rate, gate=gate), torch.tensor(enrol_labels), len(speakers)
     )

@@ -10,7 +10,7 @@ import traceback
 import torch
 
 from speakerid.cli import quiet_environment, report_user_errors, tool_config
-from speakerid.data.speech import SpeechGate
+from speakerid.data.speech import speech_gate
 from speakerid.errors import ConfigError
 from speakerid.inference import embed_files, load_system, resolve_threshold
 
@@ -24,7 +24,7 @@ def verify(argv: list[str]) -> tuple[float, float, bool]:
     threshold = resolve_threshold(cfg.threshold, checkpoint, cfg.ckpt_path)
     if threshold is None:
         raise ConfigError("threshold=null: verification needs a threshold")
-    gate = None if cfg.speech_gate is None else SpeechGate(**cfg.speech_gate)
+    gate = speech_gate(cfg.speech_gate)
     a, b = embed_files(system, files, run_cfg.data.sample_rate, gate=gate)
     score = float(a @ b)
     return score, threshold, score > threshold

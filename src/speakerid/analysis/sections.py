@@ -9,7 +9,7 @@ anywhere importable) and one YAML entry. A section may read what earlier section
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
@@ -260,7 +260,7 @@ def run_sections(
     for name, section in sections.items():
         if section is None:
             continue
-        part = section(table, evalset, EvalContext(**{**vars(context), "report": report}))
+        part = section(table, evalset, replace(context, report=report))
         report[name] = part.report
         images.update(part.images)
     return report, images

@@ -7,6 +7,7 @@ refuses a file that is too short, digitally silent, or whose frame energies (25 
 hop) span less than ``min_spread_db`` between their 10th and 95th percentiles.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,3 +53,8 @@ class SpeechGate:
                 f"by more than {self.min_spread_db} dB: speech_gate.min_spread_db)"
             )
         return None
+
+
+def speech_gate(settings: Mapping | None) -> SpeechGate | None:
+    """The gate a tool's ``speech_gate`` settings describe (None: ``speech_gate=null``, no gate)."""
+    return None if settings is None else SpeechGate(**settings)
