@@ -1,10 +1,12 @@
 """``make bench``: throughput of the hot paths beside naive references, written to bench.json.
 
-0. training data: crop + channel augmentation in 2 workers vs bare soundfile decoding;
+0. training data: our loader with and without channel augmentation (2 workers) vs speechbrain's
+   DynamicItemDataset pipeline and bare soundfile crop reads;
 1. fbank: the batched front end vs torchaudio's Kaldi fbank called once per utterance;
 2. training: samples/s of the default recipe (CPU-sized ECAPA + AAM, 2 s crops), forward+backward;
 2a. training through Lightning vs a plain PyTorch loop (same model, batches, optimizer);
-2b. embedding extraction in × real time: eager vs inference_mode, batched, TorchScript, ONNX;
+2b. embedding extraction in × real time: eager vs inference_mode, batched, TorchScript (frozen),
+    ONNX Runtime, and speechbrain's EncoderClassifier.encode_batch on the same weights;
 3. cosine scoring + EER + minDCF over 1 M synthetic trials vs a per-trial Python loop (timed on a
    sample and extrapolated);
 3a. EER + two minDCFs + the 1 % FAR threshold from one VerificationCurve vs one numpy.argsort of
@@ -20,6 +22,7 @@ import resource
 import time
 import warnings
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -128,9 +131,31 @@ def bench_as_norm(
     }
 
 
-def bench_extraction(seconds: float = 4.0, count: int = 12, batch: int = 12) -> dict:
+def _speechbrain_classifier(front_end, backbone):
+    """speechbrain's ``EncoderClassifier`` around our ECAPA-TDNN's own speechbrain module (the same
+    weights), with speechbrain's ``Fbank`` at the same mel count and sentence mean normalization
+    (what its VoxCeleb models ship)."""
+    from speechbrain.inference.speaker import EncoderClassifier
+    from speechbrain.lobes.features import Fbank
+    from speechbrain.processing.features import InputNormalization
+
+    modules = {
+        "compute_features": Fbank(n_mels=front_end.num_mels),
+        "mean_var_norm": InputNormalization(norm_type="sentence", std_norm=False),
+        "embedding_model": backbone.model,
+    }
+    return EncoderClassifier(modules=modules, hparams={})
+
+
+def bench_extraction(
+    seconds: float = 4.0, count: int = 12, batch: int = 12, rounds_of_all: int = 3
+) -> dict:
     """Embedding extraction of the default recipe's model, in × real time: eager PyTorch (no_grad,
-    one utterance at a time) vs inference_mode, batched, TorchScript and ONNX Runtime."""
+    one utterance at a time) vs inference_mode, batched, TorchScript (traced; frozen and
+    optimized for inference) and ONNX Runtime, beside speechbrain's ``EncoderClassifier.
+    encode_batch`` on the same weights, one at a time and batched. One-at-a-time figures are the
+    median utterance; every variant runs once per round, ``rounds_of_all`` interleaved rounds, and
+    reports its median round (this machine's speed drifts by ±20 % within a minute)."""
     import tempfile
 
     from speakerid.export import EmbeddingModel
@@ -141,7 +166,18 @@ def bench_extraction(seconds: float = 4.0, count: int = 12, batch: int = 12) -> 
     audio = count * seconds
 
     def one_by_one(run) -> float:
-        return audio / timed(lambda: [run(w[None]) for w in wavs], repeats=1)
+        times = []
+        for wav in wavs:
+            start = time.perf_counter()
+            run(wav[None])
+            times.append(time.perf_counter() - start)
+        return seconds / sorted(times)[len(times) // 2]
+
+    def batched(run) -> float:
+        start = time.perf_counter()
+        for i in range(0, count, batch):
+            run(wavs[i : i + batch])
+        return audio / (time.perf_counter() - start)
 
     def eager(wav):
         with torch.no_grad():
@@ -153,14 +189,16 @@ def bench_extraction(seconds: float = 4.0, count: int = 12, batch: int = 12) -> 
 
     warnings.filterwarnings("ignore")  # tracing and exporter chatter
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    variants = {"eager, no_grad, 1 at a time": one_by_one(eager)}
-    variants["inference_mode, 1 at a time"] = one_by_one(inference)
-    variants[f"inference_mode, batch {batch}"] = audio / timed(
-        lambda: [inference(wavs[i : i + batch]) for i in range(0, count, batch)], repeats=1
-    )
+    runs = {
+        "eager, no_grad, 1 at a time": (one_by_one, eager),
+        "inference_mode, 1 at a time": (one_by_one, inference),
+        f"inference_mode, batch {batch}": (batched, inference),
+    }
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         traced = torch.jit.trace(model, wavs[:1], check_trace=False)
-        variants["TorchScript, 1 at a time"] = one_by_one(traced)
+        runs["TorchScript, 1 at a time"] = (one_by_one, traced)
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+        runs["TorchScript frozen, 1 at a time"] = (one_by_one, frozen)
         try:
             import onnxruntime
 
@@ -174,18 +212,41 @@ def bench_extraction(seconds: float = 4.0, count: int = 12, batch: int = 12) -> 
                     dynamic_shapes=({1: torch.export.Dim("samples", min=1600, max=10**8)},),
                     verbose=False,
                 )
-            session = onnxruntime.InferenceSession(f"{tmp}/m.onnx")
-            variants["ONNX Runtime, 1 at a time"] = one_by_one(
-                lambda w: session.run(None, {"wav": w.numpy()})
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = onnxruntime.InferenceSession(f"{tmp}/m.onnx", options)
+            runs["ONNX Runtime, 1 at a time"] = (
+                one_by_one,
+                lambda w: session.run(None, {"wav": w.numpy()}),
             )
         except ImportError:
             pass
-    best = max(variants, key=variants.get)
+        speechbrain = _speechbrain_classifier(front_end, backbone)
+        runs["speechbrain encode_batch, 1 at a time"] = (one_by_one, speechbrain.encode_batch)
+        runs[f"speechbrain encode_batch, batch {batch}"] = (batched, speechbrain.encode_batch)
+        for _, run in runs.values():
+            run(wavs[:1])  # warm-up (TorchScript's profiling runs, ONNX Runtime's allocations)
+        rounds: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(rounds_of_all):  # interleaved: the machine's drift hits every variant
+            for name, (measure, run) in runs.items():
+                rounds[name].append(measure(run))
+    every = {name: float(np.median(rates)) for name, rates in rounds.items()}
+    peer = {k: v for k, v in every.items() if k.startswith("speechbrain")}
+    variants = {k: v for k, v in every.items() if k not in peer}
+    peer = {k.removeprefix("speechbrain encode_batch, "): v for k, v in peer.items()}
+    single = {k: v for k, v in variants.items() if "1 at a time" in k}
+    best, best_single = max(variants, key=variants.get), max(single, key=single.get)
     return {
         "name": f"extraction, {best.replace(', ', ' ')} (x real time)",
         "value": variants[best],
         "reference": variants["eager, no_grad, 1 at a time"],
         "variants": variants,
+        "best_single": best_single,
+        "single_vs_eager": variants[best_single] / variants["eager, no_grad, 1 at a time"],
+        "speechbrain": peer,
+        "ours_vs_speechbrain_single": variants[best_single] / peer["1 at a time"],
+        "ours_vs_speechbrain_batched": variants[f"inference_mode, batch {batch}"]
+        / peer[f"batch {batch}"],
     }
 
 
