@@ -3,9 +3,14 @@
 Each utterance becomes ``crops`` evenly spaced crops of ``crop_seconds`` (default 10 × 4 s, as the
 enhancement project's stage 1), or one whole-utterance embedding (``crops=0``), batched, on the
 GPU when there is one. The result is one embedding store (see :mod:`speakerid.data.embedding_store`)
-written shard by shard: rerunning the same command after a crash or Ctrl-C resumes it.
+written shard by shard: rerunning the same command after a crash or Ctrl-C resumes it (the
+default ``output`` is derived from the model file and the corpus settings, so it is the same
+folder each time). A second run into a store being written is refused; a store begun with other
+weights at the same checkpoint path is refused on resume.
 """
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from speakerid.data.embedding_store import EmbeddingStore, StoreWriter
 from speakerid.errors import ConfigError
 from speakerid.inference import load_system
 from speakerid.pretrained import SpeechBrainEncoder
+from speakerid.utils.io import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +39,35 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_encoder(cfg: DictConfig) -> tuple[nn.Module, DictConfig | None, str]:
-    """The model to embed with: ``(model, its run's data config or None, description)``."""
+def load_encoder(cfg: DictConfig) -> tuple[nn.Module, DictConfig | None, str, str | None]:
+    """The model to embed with: ``(model, its run's data config or None, description, sha256 of
+    its weights file)``."""
     if (cfg.ckpt_path is None) == (cfg.pretrained is None):
         raise ConfigError(
             "give exactly one of ckpt_path=<speakerid checkpoint> or pretrained=<dir>"
         )
     if cfg.ckpt_path is not None:
         system, run_cfg, _ = load_system(cfg.ckpt_path)
-        return system, run_cfg.data, str(Path(cfg.ckpt_path).resolve())
-    return SpeechBrainEncoder(cfg.pretrained), None, f"speechbrain:{Path(cfg.pretrained).resolve()}"
+        source = Path(cfg.ckpt_path).resolve()
+        return system, run_cfg.data, str(source), file_sha256(source)
+    folder = Path(cfg.pretrained).resolve()
+    weights = folder / "embedding_model.ckpt"
+    sha = file_sha256(weights) if weights.is_file() else None
+    return SpeechBrainEncoder(folder), None, f"speechbrain:{folder}", sha
+
+
+def default_output(cfg: DictConfig, source: str, data_cfg: DictConfig) -> Path:
+    """``<data_dir>/embeddings/<model>-<key>``: the same model file, corpus settings and crops
+    always name the same store, so rerunning a command resumes it (and a second run of it while
+    the first is writing is refused by the store's lock)."""
+    settings = {
+        "source": source,
+        "data": OmegaConf.to_container(data_cfg, resolve=True),
+        "crops": cfg.crops,
+        "crop_seconds": cfg.crop_seconds,
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.paths.data_dir) / "embeddings" / f"{Path(source).stem}-{key}"
 
 
 @torch.inference_mode()
@@ -116,36 +141,41 @@ def embed(cfg: DictConfig) -> EmbeddingStore:
     """Embed the configured corpus (or import a one-.npy-per-wav tree); return the store."""
     if cfg.import_npy:
         return _import_npy(cfg)
-    model, run_data, source = load_encoder(cfg)
+    model, run_data, source, sha256 = load_encoder(cfg)
     data_cfg = cfg.data if cfg.get("data") is not None else run_data
     if data_cfg is None:
         raise ConfigError("pretrained= needs a data config: add data=synthetic|voxceleb|...")
     if cfg.crops < 0:
         raise ConfigError(f"crops must be >= 0 (0: whole utterances), got {cfg.crops}")
+    output = Path(cfg.output) if cfg.output else default_output(cfg, source, data_cfg)
     datamodule, meta = _open_corpus(data_cfg, cfg.num_workers, source)
     meta["crop_seconds"] = cfg.crop_seconds if cfg.crops else None
+    meta["source_sha256"] = sha256
     with torch.inference_mode():  # the embedding size
         probe = model.eval()(
             torch.zeros(1, datamodule.sample_rate), torch.tensor([datamodule.sample_rate])
         )
     index = [(u.utt_id, u.speaker, u.session) for u in datamodule.manifest]
-    writer = StoreWriter(
-        cfg.output, index, max(cfg.crops, 1), probe.shape[-1], meta, cfg.shard_size
-    )
+    writer = StoreWriter(output, index, max(cfg.crops, 1), probe.shape[-1], meta, cfg.shard_size)
+    log.info("Writing %s (rerun the same command to resume it)", output)
     if writer.done:
         log.info(
             "Resuming %s: %d of %d shards done", writer.partial, len(writer.done), writer.num_shards
         )
-    embed_corpus(
-        model,
-        datamodule,
-        writer,
-        cfg.crops,
-        cfg.crop_seconds,
-        cfg.batch_size,
-        cfg.num_workers,
-        _device(cfg.device),
-    )
+    try:
+        embed_corpus(
+            model,
+            datamodule,
+            writer,
+            cfg.crops,
+            cfg.crop_seconds,
+            cfg.batch_size,
+            cfg.num_workers,
+            _device(cfg.device),
+        )
+    finally:
+        if writer.pending():  # interrupted: the finished shards stay for the next run
+            writer.lock.release()
     store = writer.finish()
     log.info(
         "Wrote %s: %d utterances x %d crops x %d", store.root, len(store), store.crops, store.dim
@@ -162,6 +192,8 @@ def _import_npy(cfg: DictConfig) -> EmbeddingStore:
     datamodule, meta = _open_corpus(
         cfg.data, cfg.num_workers, f"npy:{Path(cfg.import_npy).resolve()}"
     )
+    if not cfg.output:
+        raise ConfigError("import_npy= needs output=<the store folder to create>")
     return EmbeddingStore.from_npy_tree(cfg.import_npy, cfg.output, list(datamodule.manifest), meta)
 
 

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from speakerid.data.manifest import Utterance
 from speakerid.errors import ConfigError
-from speakerid.utils.io import atomic_open, write_json
+from speakerid.utils.io import FileLock, atomic_open, write_json
 
 ARRAY, INDEX, META, PROGRESS = "embeddings.npy", "index.tsv", "meta.json", "progress.json"
 
@@ -42,6 +42,11 @@ class EmbeddingStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        if self.root.name.endswith(".partial") or (self.root / PROGRESS).exists():
+            raise ConfigError(
+                f"{self.root}: an unfinished store (being written, or interrupted); rerun "
+                "speakerid-embed with the same settings to finish it"
+            )
         for name in (ARRAY, INDEX, META):
             if not (self.root / name).is_file():
                 partial = Path(f"{self.root}.partial")
@@ -139,7 +144,10 @@ class StoreWriter:
     """Fills ``<root>.partial/`` shard by shard, then renames it to ``<root>``.
 
     Opening a writer where a ``.partial`` folder with the same ``meta`` exists resumes it;
-    a ``.partial`` folder from other settings is an error (delete it or choose another output).
+    a ``.partial`` folder from other settings is an error (delete it or choose another output),
+    and so is a changed source model (``meta["source_sha256"]``): rows of two models never share a
+    store. The writer holds ``<root>.lock`` from opening to :meth:`finish`, so a second writer of
+    the same store is refused with one line (the lock dies with its process).
 
     Args:
         root: the store folder to create (replaced if it exists, once the new one is complete).
@@ -163,6 +171,11 @@ class StoreWriter:
         self.shard_size = max(1, shard_size)
         self.count = len(index)
         meta = {**meta, "dim": dim, "crops": crops, "utterances": len(index)}
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"{self.root.parent}: cannot write here ({err.strerror})") from None
+        self.lock = FileLock(f"{self.root}.lock", f"the store {self.root}")
         if self.partial.exists():
             old = (
                 json.loads((self.partial / META).read_text())
@@ -170,10 +183,8 @@ class StoreWriter:
                 else None
             )
             if old != json.loads(json.dumps(meta)):
-                raise ConfigError(
-                    f"{self.partial}: an unfinished store from other settings; delete it to "
-                    "start over"
-                )
+                self.lock.release()
+                raise ConfigError(_resume_mismatch(self.partial, old, json.loads(json.dumps(meta))))
             self.array = np.load(self.partial / ARRAY, mmap_mode="r+", allow_pickle=False)
             self.done = set(json.loads((self.partial / PROGRESS).read_text()))
         else:
@@ -228,4 +239,20 @@ class StoreWriter:
             shutil.rmtree(old)
         else:
             self.partial.rename(self.root)
+        self.lock.release(remove=True)
         return EmbeddingStore(self.root)
+
+
+def _resume_mismatch(partial: Path, old: dict | None, new: dict) -> str:
+    """Why an unfinished store cannot be resumed with ``new`` settings."""
+    if old and old.get("source_sha256") != new.get("source_sha256"):
+        return (
+            f"{partial}: an unfinished store from {old.get('source')} with other weights (sha256 "
+            f"{str(old.get('source_sha256'))[:12]}, now {str(new.get('source_sha256'))[:12]}): the "
+            "checkpoint changed since it was started; delete it to start over"
+        )
+    changed = sorted(k for k in {*(old or {}), *new} if (old or {}).get(k) != new.get(k))
+    return (
+        f"{partial}: an unfinished store from other settings ({', '.join(changed)}); delete it to "
+        "start over"
+    )

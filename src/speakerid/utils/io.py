@@ -1,5 +1,6 @@
 """Atomic file writes: a reader never sees a half-written manifest, report or checkpoint."""
 
+import hashlib
 import json
 import os
 import tempfile
@@ -49,3 +50,67 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FileLock:
+    """An exclusive advisory lock on ``path`` (``fcntl.flock``) that names its holder.
+
+    The lock belongs to the open file, so it is released by :meth:`release` or when the holding
+    process ends however it ends (``kill -9`` included): a crashed run never leaves a stale lock.
+    The file holds the holder's pid, for the message another process gets.
+
+    Args:
+        path: the lock file (created; its folder must exist).
+        what: what the lock protects, for messages ("the store data/embeddings/x").
+        wait: block until the holder releases it (logging once who holds it) instead of raising.
+
+    Raises:
+        ConfigError: ``wait`` is false and another process holds the lock, or the folder is not
+            writable.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str, wait: bool = False) -> None:
+        import fcntl
+        import logging
+
+        from speakerid.errors import ConfigError
+
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "a+")  # noqa: SIM115 (held until release)
+        except OSError as err:
+            raise ConfigError(f"{self.path.parent}: cannot write here ({err.strerror})") from None
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            if not wait:
+                self._file.close()
+                raise ConfigError(
+                    f"{what} is being written by {holder} (lock {self.path}); wait for it to "
+                    "finish or choose another output"
+                ) from None
+            logging.getLogger(__name__).info("Waiting for %s, which holds %s", holder, self.path)
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()}\n")
+        self._file.flush()
+
+    def release(self, remove: bool = False) -> None:
+        """Release the lock (``remove``: also delete the file, while still holding it)."""
+        if self._file.closed:
+            return
+        if remove:
+            self.path.unlink(missing_ok=True)
+        self._file.close()
