@@ -77,7 +77,7 @@ def evaluate(cfg: DictConfig) -> dict:
     )
     write_json(out_dir / "eval.json", report)
     log.info("Wrote %s and %d images", out_dir / "eval.json", len(images))
-    if cfg.save_thresholds and cosine is not None:
+    if _store_thresholds(cfg, run_cfg) and cosine is not None:
         save_thresholds(
             cfg.ckpt_path,
             {
@@ -91,6 +91,23 @@ def evaluate(cfg: DictConfig) -> dict:
     log_report(loggers, report, images)
     close_loggers(loggers)
     return report
+
+
+def _store_thresholds(cfg: DictConfig, run_cfg: DictConfig) -> bool:
+    """``save_thresholds``; null: only when the trials are the run's own test list (an ad-hoc
+    list must not move the operating point that ``speakerid-verify`` uses)."""
+    if cfg.save_thresholds is not None:
+        return bool(cfg.save_thresholds)
+    own = run_cfg.data.get("test_trials")
+    if cfg.trials and cfg.trials != own:
+        log.info(
+            "Thresholds in the checkpoint kept: %s is not the run's test list %s "
+            "(save_thresholds=true stores this evaluation's)",
+            cfg.trials,
+            own,
+        )
+        return False
+    return True
 
 
 def _embed(system, evalset: EvalSet, datamodule, cfg: DictConfig, loggers: list) -> torch.Tensor:

@@ -291,3 +291,34 @@ def test_verify_refuses_files_without_speech(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2
     assert line.startswith(f"error: {path}: no speech — ") and expected in line
+
+
+def test_an_ad_hoc_list_keeps_the_stored_thresholds_and_flipped_labels_are_flagged(
+    trained: tuple[Path, dict], tmp_path: Path, caplog
+) -> None:
+    ckpt, _ = trained
+    run = tmp_path / "ckpt.ckpt"
+    shutil.copy(ckpt, run)
+    before = stored_thresholds(load_checkpoint(run))
+    data = load_checkpoint(run)["speakerid"]["config"]["data"]
+    own = Path(data["corpus"]["root"]) / data["test_trials"]
+    # labels wrong whatever the model: other speakers called targets, a file and itself not
+    flipped = tmp_path / "flipped.txt"  # absolute: read from here, paths inside the corpus root
+    lines = [line.split() for line in own.read_text().splitlines()]
+    flipped.write_text(
+        "".join(f"1 {a} {b}\n" if label == "0" else f"0 {a} {a}\n" for label, a, b in lines)
+    )
+    quick = [
+        f"trials={flipped}",
+        "evaluation.sections.identification=null",
+        "evaluation.sections.clustering=null",
+        "evaluation.sections.similarity_matrix=null",
+        "evaluation.sections.plots=null",
+        "evaluation.sections.verification.scorings=[cosine]",
+    ]
+    with caplog.at_level("WARNING"):
+        report = evaluate(eval_config(run, tmp_path, *quick))
+    assert report["eer"] > 0.5 and "are the trial labels flipped" in caplog.text
+    assert stored_thresholds(load_checkpoint(run)) == before  # not the run's own list
+    evaluate(eval_config(run, tmp_path, *quick, "save_thresholds=true"))
+    assert stored_thresholds(load_checkpoint(run))["trials"] == str(flipped)

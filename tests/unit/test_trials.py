@@ -80,3 +80,33 @@ def test_generated_trials_follow_the_rules() -> None:
     assert sum(groups[a] == groups[b] for a, b in nontarget) >= len(nontarget) / 2
     assert make_trials(speakers, sessions, groups, 3, seed=0) == trials
     assert make_trials(speakers, sessions, groups, 3, seed=1) != trials
+
+
+@pytest.mark.parametrize("lines", [["1 a/1.wav b/2.wav"], ["0 a/1.wav b/2.wav"] * 3])
+def test_a_list_of_one_class_has_no_metric_and_is_refused(tmp_path: Path, lines) -> None:
+    path = tmp_path / "trials.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ListFileError, match=r"trials\.txt: all \d trial\(s\) are .*both classes"):
+        read_trials(path)
+
+
+def test_self_trials_and_repeated_pairs_are_counted_in_a_warning(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "trials.txt"
+    path.write_text(
+        "1 a/1.wav a/2.wav\n0 a/1.wav b/1.wav\n1 a/1.wav a/1.wav\n"
+        "1 a/2.wav a/1.wav\n0 b/1.wav a/1.wav\n1 b/1.wav a/1.wav\n"
+    )
+    with caplog.at_level("WARNING"):
+        assert len(read_trials(path)) == 6  # kept: a list may mean them
+    text = caplog.text
+    assert "1 self-trial(s)" in text and "line 3" in text
+    assert "3 trial(s) repeat an earlier pair (e.g. line 4), 1 with the opposite label" in text
+
+
+def test_a_byte_order_mark_is_not_a_malformed_line(tmp_path: Path) -> None:
+    path = tmp_path / "trials.txt"
+    path.write_text("\ufeff1 a/1.wav a/2.wav\n0 a/1.wav b/1.wav\n", encoding="utf-8")
+    assert read_trials(path)[0].enroll == "a/1.wav"
+    split = tmp_path / "iden_split.txt"
+    split.write_text("\ufeff1 a/1.wav\n", encoding="utf-8")
+    assert read_iden_split(split) == {"a/1.wav": 1}

@@ -146,6 +146,14 @@ def verification(
     }
     for name in report:
         report[name]["far_target"] = cfg.far
+    for name, figures in report.items():
+        if figures["eer"] > 0.5:
+            log.warning(
+                "%s EER %.1f %% is worse than chance: are the trial labels flipped (1 must mean "
+                "same speaker)?",
+                name,
+                100 * figures["eer"],
+            )
     if "cosine" in report:
         report["cosine"]["actual_dcf_threshold_source"] = (
             "stored with the model" if stored_threshold is not None else "this evaluation's EER"

@@ -1,6 +1,7 @@
 """Trial lists (``1|0 path path``) and identification splits (``1|2|3 path``): read with
 line-numbered errors; trials also generated with a seed."""
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -10,6 +11,8 @@ import numpy as np
 
 from speakerid.errors import ListFileError
 from speakerid.utils.io import atomic_open
+
+log = logging.getLogger(__name__)
 
 
 class Trial(NamedTuple):
@@ -41,7 +44,7 @@ def list_lines(path: Path, what: str) -> list[tuple[int, list[str], str]]:
     if not path.is_file():
         raise ListFileError(f"{path}: {what} not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of line 1
     except UnicodeDecodeError as err:
         reason = f"{err.reason} at byte {err.start}"
         raise ListFileError(f"{path}: {what} is not UTF-8 text ({reason})") from None
@@ -50,7 +53,15 @@ def list_lines(path: Path, what: str) -> list[tuple[int, list[str], str]]:
 
 
 def read_trials(path: str | Path) -> list[Trial]:
-    """Parse a VoxCeleb-style trial list ("1 id10270/x/00001.wav id10271/y/00002.wav")."""
+    """Parse a VoxCeleb-style trial list ("1 id10270/x/00001.wav id10271/y/00002.wav").
+
+    Self-trials (the same file on both sides) and pairs listed more than once are logged as a
+    warning with their counts (they inflate or skew the metrics, but a list may mean them).
+
+    Raises:
+        ListFileError: a malformed line, an empty list, or a list with one class only (EER and
+            minDCF need both target and non-target trials).
+    """
     path = Path(path)
     trials: list[Trial] = []
     for number, fields, line in list_lines(path, "trial list"):
@@ -62,7 +73,43 @@ def read_trials(path: str | Path) -> list[Trial]:
         trials.append(Trial(int(fields[0]), enroll, test, number))
     if not trials:
         raise ListFileError(f"{path}: trial list is empty")
+    targets = sum(t.label for t in trials)
+    if targets in (0, len(trials)):
+        kind = "target (1)" if targets else "non-target (0)"
+        raise ListFileError(
+            f"{path}: all {len(trials)} trial(s) are {kind}; EER and minDCF need both classes"
+        )
+    _warn_about_odd_trials(path, trials)
     return trials
+
+
+def _warn_about_odd_trials(path: Path, trials: list[Trial]) -> None:
+    """Log self-trials and repeated pairs (either order), with counts and a first example."""
+    selves = [t for t in trials if t.enroll == t.test]
+    first: dict[frozenset, Trial] = {}
+    repeats, conflicting = [], 0
+    for t in trials:
+        key = frozenset((t.enroll, t.test))
+        if key in first:
+            repeats.append(t)
+            conflicting += first[key].label != t.label
+        else:
+            first[key] = t
+    if selves:
+        log.warning(
+            "%s: %d self-trial(s), the same file on both sides (e.g. line %d): they score ~1",
+            path,
+            len(selves),
+            selves[0].line,
+        )
+    if repeats:
+        log.warning(
+            "%s: %d trial(s) repeat an earlier pair (e.g. line %d)%s: each is counted again",
+            path,
+            len(repeats),
+            repeats[0].line,
+            f", {conflicting} with the opposite label" if conflicting else "",
+        )
 
 
 def read_iden_split(path: str | Path) -> dict[str, int]:
