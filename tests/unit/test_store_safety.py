@@ -49,9 +49,7 @@ def _hold_lock(path: str, ready) -> None:
 def test_the_lock_spans_processes_and_dies_with_a_killed_holder(tmp_path: Path) -> None:
     context = mp.get_context("fork")
     ready = context.Event()
-    holder = context.Process(
-        target=_hold_lock, args=(str(tmp_path / "x.lock"), ready), daemon=True
-    )
+    holder = context.Process(target=_hold_lock, args=(str(tmp_path / "x.lock"), ready), daemon=True)
     holder.start()
     assert ready.wait(10)
     with pytest.raises(ConfigError, match=f"being written by pid {holder.pid}"):
