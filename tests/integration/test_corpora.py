@@ -124,6 +124,21 @@ def test_a_corrupt_archive_is_reported_not_fatal(voxforge: Path, tmp_path: Path,
     assert "broken-20110101-zzz.tgz: unreadable archive" in caplog.text
 
 
+def test_a_truncated_archive_leaves_no_half_extracted_speaker(
+    voxforge: Path, tmp_path: Path, caplog
+) -> None:
+    whole = (voxforge / "ralf-20080303-def.tgz").read_bytes()
+    (voxforge / "ralf-20080303-def.tgz").write_bytes(whole[: len(whole) // 2])  # cut download
+    corpus = VoxForgeCorpus(str(voxforge), str(tmp_path / "cache"), on_bad_file="skip")
+    sessions = {u.session for u in corpus.manifest()}
+    assert "ralf-20080303-def" not in sessions and "unreadable archive" in caplog.text
+    assert not list(corpus.extracted.glob("*.part"))  # removed, not read as a submission
+    (corpus.extracted / "ralf-20080303-def.part" / "x" / "etc").mkdir(parents=True)  # killed run
+    assert (
+        corpus._submissions() == VoxForgeCorpus(str(voxforge), str(tmp_path / "c2"))._submissions()
+    )
+
+
 # -- Common Voice ---------------------------------------------------------------------------
 
 OLD = [
@@ -321,6 +336,20 @@ def test_the_manifest_cache_is_reused_until_the_contents_change(
     assert list(corpus.manifest()) == list(first) and not calls  # from the cache
     _audio(planted / "wav" / "id00004" / "v9" / "00001.wav")
     assert "id00004" in corpus.manifest().speakers and calls == [1]  # a new folder: rescanned
+
+
+def test_a_file_rewritten_in_place_is_noticed_before_training(
+    planted: Path, tmp_path: Path
+) -> None:
+    corpus = VoxCelebCorpus(str(planted), str(tmp_path / "cache"), on_bad_file="skip")
+    first = {u.utt_id: u.num_samples for u in corpus.manifest()}
+    utt_id = next(iter(first))
+    path = planted / "wav" / f"{utt_id}.wav"
+    folder_time = path.parent.stat().st_mtime_ns
+    _audio(path, seconds=0.75)  # replaced in place: its folder's time does not move
+    assert path.parent.stat().st_mtime_ns == folder_time
+    again = {u.utt_id: u.num_samples for u in corpus.manifest()}
+    assert again[utt_id] == 12000 != first[utt_id]
 
 
 # -- VoxCeleb: trial lists, VoxCeleb2's m4a, combining ---------------------------------------

@@ -1,10 +1,14 @@
 """Embedding stores cannot be lost or mixed: one writer per store (across processes, released by
 a killed one), a changed checkpoint is refused on resume, an unfinished store is never read as
-data, and the default output is the same folder for the same command."""
+data, and the default output is the same folder for the same command. Two builders of one
+synthetic corpus: the second waits and uses the first one's."""
 
+import json
 import multiprocessing as mp
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +99,32 @@ def test_the_default_output_is_stable_per_model_and_corpus(tmp_path: Path) -> No
     assert one != default_output(cfg, "/runs/b/last.ckpt", cfg.data)
     other = compose_config("embed", [f"paths.data_dir={tmp_path}", "data=synthetic", "crops=3"])
     assert one != default_output(other, "/runs/a/last.ckpt", other.data)
+
+
+def test_two_builders_of_one_corpus_build_it_once(tmp_path: Path, monkeypatch) -> None:
+    from speakerid.data.corpora import SyntheticCorpus
+
+    builds: list[int] = []
+
+    def slow_build(self) -> None:
+        builds.append(1)
+        time.sleep(0.3)  # the other builder arrives meanwhile
+        self.root.mkdir()
+        (self.root / "corpus.json").write_text(json.dumps(self.params))
+
+    monkeypatch.setattr(SyntheticCorpus, "_build", slow_build)
+    corpus = SyntheticCorpus(str(tmp_path / "synthetic"), str(tmp_path / "cache"))
+    errors: list[BaseException] = []
+
+    def prepare() -> None:
+        try:
+            SyntheticCorpus(str(tmp_path / "synthetic"), str(tmp_path / "cache")).prepare()
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not errors and builds == [1] and (corpus.root / "corpus.json").is_file()

@@ -10,6 +10,8 @@ filters apply after loading, so changing them costs no rescan.
 
 import hashlib
 import logging
+import os
+import stat
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -42,15 +44,36 @@ class Entry:
 
 
 def stamp(*paths: Path) -> str:
-    """A digest of the paths' names, sizes and modification times (absent ones included)."""
+    """A digest of the paths' names, sizes and modification times (absent ones included); a
+    folder stands for everything below it, file by file, so a file rewritten in place (which
+    leaves its folder's own time alone) changes the digest too."""
     digest = hashlib.sha1()
     for path in paths:
         try:
             info = path.stat()
-            digest.update(f"{path}:{info.st_size}:{info.st_mtime_ns}\n".encode())
         except FileNotFoundError:
             digest.update(f"{path}:absent\n".encode())
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            _stamp_tree(str(path), digest)
+        else:
+            digest.update(f"{path}:{info.st_size}:{info.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def _stamp_tree(folder: str, digest) -> None:
+    """Names, sizes and times of every file below ``folder``, in name order."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=True):
+            _stamp_tree(entry.path, digest)
+        else:
+            try:
+                info = entry.stat()
+                digest.update(f"{entry.path}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+            except FileNotFoundError:  # a dangling link
+                digest.update(f"{entry.path}:absent\n".encode())
 
 
 class AudioCorpus:

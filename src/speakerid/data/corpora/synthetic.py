@@ -29,7 +29,7 @@ from speakerid.data.corpora.voxceleb import VoxCelebCorpus
 from speakerid.data.manifest import Manifest
 from speakerid.data.trials import make_trials, write_trials
 from speakerid.errors import CorpusError
-from speakerid.utils.io import atomic_open, write_json
+from speakerid.utils.io import FileLock, atomic_open, write_json
 from speakerid.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,22 @@ class SyntheticCorpus:
         return self.reader.validation_reports()
 
     def prepare(self) -> None:
-        """Build the corpus unless a complete one with the same parameters is already there."""
+        """Build the corpus unless a complete one with the same parameters is already there.
+
+        Builders take ``<root>.lock``: a second process preparing the same corpus waits for the
+        first (one log line) and then uses what it built."""
+        if (self.root / "corpus.json").is_file():  # built: only its settings to check
+            self._check_built()
+            return
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{self.root}.lock", f"the synthetic corpus {self.root}", wait=True)
+        try:
+            self._check_built()
+        finally:
+            lock.release()
+
+    def _check_built(self) -> None:
+        """Return if a complete corpus with these parameters is there, else build it."""
         stamp = self.root / "corpus.json"
         if stamp.is_file():
             built = json.loads(stamp.read_text())

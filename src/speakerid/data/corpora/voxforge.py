@@ -9,6 +9,7 @@ Archives are extracted once into the cache (safely: no member may leave its fold
 
 import logging
 import re
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from speakerid.errors import ConfigError, CorpusError
 from speakerid.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
+PART = ".part"  # suffix of an archive being extracted
 _FOLDER = re.compile(r"^(?P<user>.+?)-(?P<date>\d{8})-(?P<tag>\w+)$")
 _GENDERS = {"male": "male", "female": "female", "männlich": "male", "weiblich": "female"}
 _UNSET = {"", "please select", "unknown", "none", "n/a"}
@@ -75,11 +77,13 @@ class VoxForgeCorpus(AudioCorpus):
 
     def _extract(self, archive: Path) -> None:
         target = self._unpacked(archive)
-        part = target.with_name(target.name + ".part")
+        part = target.with_name(target.name + PART)
+        shutil.rmtree(part, ignore_errors=True)  # a run killed while extracting
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(part, filter="data")  # refuses absolute paths, '..', devices
         except (tarfile.TarError, OSError, EOFError) as err:
+            shutil.rmtree(part, ignore_errors=True)  # half an archive is not a submission
             log.warning("%s: unreadable archive, left out (%s)", archive, err)
             return
         part.replace(target)
@@ -96,6 +100,8 @@ class VoxForgeCorpus(AudioCorpus):
         found = [p for p in sorted(self.root.iterdir()) if (p / "etc").is_dir()]
         if self.extracted.is_dir():
             for unpacked in sorted(self.extracted.iterdir()):
+                if unpacked.name.endswith(PART):  # being extracted, or left by a killed run
+                    continue
                 inner = [p for p in sorted(unpacked.iterdir()) if (p / "etc").is_dir()]
                 found += inner or ([unpacked] if (unpacked / "etc").is_dir() else [])
         return found
