@@ -14,6 +14,7 @@ from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, save_thresholds
 from speakerid.runs import make_trainer
+from speakerid.settings import check_settings
 from speakerid.utils.io import write_json
 from speakerid.utils.loggers import close_loggers
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured system, then test it (``test_ckpt``); return the logged metrics."""
+    check_settings(cfg)
     if cfg.test and cfg.test_ckpt not in ("best", "last"):
         raise ConfigError(f"test_ckpt must be 'best' or 'last', got {cfg.test_ckpt!r}")
     L.seed_everything(cfg.seed, workers=True)

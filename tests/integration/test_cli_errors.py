@@ -36,6 +36,14 @@ def test_a_target_head_in_the_encoder_is_refused_at_compose_time(
         ),
         (train.main, ["data.batch_sizee=3"], "error: Could not override 'data.batch_sizee'."),
         (train.main, ["data.eval.crops=-1"], "error: data.eval.crops must be >= 0"),
+        # checked before the corpus is built (none exists under tmp_path)
+        (train.main, ["trainer.max_epochs=abc"], "error: trainer.max_epochs='abc': expected an"),
+        (train.main, ["seed=abc"], "error: seed='abc': expected an integer"),
+        (train.main, ["optimizer.lr=-1"], "error: optimizer.lr=-1: expected a learning rate"),
+        (train.main, ["data.batch_size=0"], "error: data.batch_size=0: expected an integer >= 1"),
+        (train.main, ["data.batch_size=-1"], "error: data.batch_size=-1: expected an integer"),
+        (train.main, ["data.crop_seconds=0"], "error: data.crop_seconds=0: expected a number"),
+        (train.main, ["data.val_speakers=1"], "error: data.val_speakers=1: expected a count >= 2"),
         (enhance.main, ["model/enhancer=nosuch"], "error: model/enhancer=nosuch: no such choice"),
     ],
 )
@@ -45,3 +53,13 @@ def test_configuration_errors_are_one_line(
     code, lines = _run(main, argv, monkeypatch, capsys, tmp_path)
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith(expected)
+
+
+def test_validation_speakers_with_one_utterance_each_are_refused_before_training() -> None:
+    from speakerid.data.manifest import Utterance
+    from speakerid.data.trialset import generated_trials
+    from speakerid.errors import ConfigError
+
+    rows = [Utterance(f"s{i}/a/1", f"s{i}/a/1.wav", f"s{i}", "a", 16000, 16000) for i in range(4)]
+    with pytest.raises(ConfigError, match=r"4 val speaker\(s\) give no val trials.*\(0 have\)"):
+        generated_trials("val", rows, 2, seed=0)

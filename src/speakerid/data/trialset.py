@@ -1,6 +1,7 @@
 """The trial set of an evaluation: trials over a table of unique utterances, each embedded once,
 and the resolution of a trial list's paths onto a corpus manifest."""
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from speakerid.data.manifest import Manifest, Utterance
 from speakerid.data.trials import Trial, make_trials
-from speakerid.errors import ListFileError
+from speakerid.errors import ConfigError, ListFileError
 
 
 @dataclass(frozen=True)
@@ -110,4 +111,12 @@ def generated_trials(name: str, rows: list[Utterance], per_utterance: int, seed:
         per_utterance,
         seed,
     )
+    if not pairs:  # no same-speaker pair, or a single speaker: no metric is defined
+        counts = Counter(u.speaker for u in rows)
+        several = sum(n >= 2 for n in counts.values())
+        raise ConfigError(
+            f"the {len(counts)} {name} speaker(s) give no {name} trials: trials need 2 or more "
+            f"speakers, and target trials speakers with 2 or more utterances ({several} have); "
+            f"choose other data.{name}_speakers or more utterances per speaker"
+        )
     return TrialSet.from_pairs(name, rows, pairs)

@@ -1,0 +1,53 @@
+"""Types and ranges of the settings a run reads, checked before anything is built.
+
+Hydra passes a mistyped override through as a string (``trainer.max_epochs=abc``) and OmegaConf
+keeps a negative learning rate; both would fail minutes later, deep in Lightning or PyTorch, after
+the corpus was built. :func:`check_settings` names the key instead, in one line.
+"""
+
+from collections.abc import Callable, Mapping
+from numbers import Real
+
+from omegaconf import DictConfig, OmegaConf
+
+from speakerid.errors import ConfigError
+
+Rule = tuple[type, Callable[[float], bool] | None, str]
+
+
+def _integer(low: int, what: str) -> Rule:
+    return (int, lambda v: v >= low, what)
+
+
+def _positive(what: str = "> 0") -> Rule:
+    return (Real, lambda v: v > 0, what)
+
+
+TRAIN: Mapping[str, Rule] = {
+    "seed": (int, None, "an integer"),
+    "trainer.max_epochs": _integer(-1, "an integer >= -1 (-1: no limit)"),
+    "trainer.max_steps": _integer(-1, "an integer >= -1 (-1: no limit)"),
+    "trainer.accumulate_grad_batches": _integer(1, "an integer >= 1"),
+    "data.batch_size": _integer(1, "an integer >= 1"),
+    "data.num_workers": _integer(0, "an integer >= 0"),
+    "data.crop_seconds": _positive("a number of seconds > 0"),
+    "data.val_speakers": (
+        Real,
+        lambda v: 0 < v < 1 or v >= 2,
+        "a count >= 2, or a fraction below 1",
+    ),
+    "optimizer.lr": _positive("a learning rate > 0"),
+    "optimizer.weight_decay": (Real, lambda v: v >= 0, "a number >= 0"),
+}
+
+
+def check_settings(cfg: DictConfig, rules: Mapping[str, Rule] = TRAIN) -> None:
+    """Raise :class:`ConfigError` naming the first key of ``rules`` whose value (when set) has
+    the wrong type or is out of range."""
+    for key, (kind, in_range, what) in rules.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is None:
+            continue
+        wrong_type = isinstance(value, bool) or not isinstance(value, kind)
+        if wrong_type or (in_range is not None and not in_range(value)):
+            raise ConfigError(f"{key}={value!r}: expected {what}")
