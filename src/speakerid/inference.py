@@ -6,6 +6,7 @@ is rebuilt from the resolved config every speakerid checkpoint carries.
 """
 
 import logging
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: checkpoint not found")
+    _check_integrity(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or unsafe files
@@ -45,6 +47,23 @@ def load_checkpoint(path: str | Path) -> dict:
     ):
         raise ConfigError(f"{path}: not a speakerid checkpoint (it holds no stored run config)")
     return checkpoint
+
+
+def _check_integrity(path: Path) -> None:
+    """Refuse a damaged checkpoint: torch's reader does not check the zip archive's CRC-32s, so
+    flipped bytes inside a tensor load as wrong weights. Every member is read and checked (about
+    a second per GB)."""
+    if not zipfile.is_zipfile(path):
+        return  # a legacy pickle file: torch.load judges it
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise ConfigError(f"{path}: damaged checkpoint ({err}); use another copy") from None
+    if bad is not None:
+        raise ConfigError(
+            f"{path}: damaged checkpoint (checksum mismatch in {bad}); use another copy"
+        )
 
 
 def load_system(path: str | Path) -> tuple[torch.nn.Module, DictConfig, dict]:

@@ -1,6 +1,7 @@
 """Checkpoints a tool cannot use: a run that diverges fails with one line and writes no checkpoint
 holding NaN; a checkpoint holding NaN, or an enhancer's given to an encoder tool, is refused."""
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,19 @@ def test_a_checkpoint_with_nan_weights_is_refused(tiny_data_dir: Path, tmp_path:
     torch.save(checkpoint, ckpt)
     with pytest.raises(ConfigError, match=rf"last\.ckpt: NaN or infinite weights \({name}"):
         load_system(ckpt)
+
+
+def test_a_checkpoint_with_damaged_bytes_is_refused(tiny_data_dir: Path, tmp_path: Path) -> None:
+    train(tiny_train_config(tiny_data_dir, tmp_path, "test=false"))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    with zipfile.ZipFile(ckpt) as archive:  # the largest tensor: 64 bytes inside its data
+        member = max(archive.infolist(), key=lambda m: m.file_size)
+        start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+    data = bytearray(ckpt.read_bytes())
+    data[start + 128 : start + 192] = bytes(64)
+    ckpt.write_bytes(data)
+    with pytest.raises(ConfigError, match=r"last\.ckpt: damaged checkpoint \(checksum mismatch"):
+        load_checkpoint(ckpt)
 
 
 def test_an_enhancer_checkpoint_is_refused_by_the_encoder_tools(

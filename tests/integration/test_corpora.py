@@ -259,7 +259,7 @@ def test_commonvoice_list_problems_are_named(tmp_path: Path) -> None:
 
 @pytest.fixture
 def planted(tmp_path: Path) -> Path:
-    """A VoxCeleb-layout corpus: 6 good files and one of each kind of bad file."""
+    """A VoxCeleb-layout corpus: 7 good files and one of each kind of bad file."""
     root = tmp_path / "planted"
     for speaker in ("id00001", "id00002", "id00003"):
         for utt in ("00001", "00002"):
@@ -269,6 +269,10 @@ def planted(tmp_path: Path) -> Path:
     _audio(root / "wav/id00002/v1/short.wav", seconds=0.2)
     _audio(root / "wav/id00002/v1/rate.wav", rate=8000)
     _audio(root / "wav/id00003/v1/stereo.wav", channels=2)
+    nan = np.full(24000, 0.1, np.float32)
+    nan[5000:5010] = np.nan  # a float wav can hold them; no header says so
+    sf.write(str(root / "wav/id00003/v1/nan.wav"), nan, 16000, subtype="FLOAT")
+    _audio(root / "wav/id00003/v1/float.wav", subtype="FLOAT")  # a good float wav is kept
     return root
 
 
@@ -276,20 +280,23 @@ def test_the_validation_pass_counts_every_problem(planted: Path, tmp_path: Path)
     settings = dict(root=str(planted), cache_dir=str(tmp_path / "cache"), min_seconds=0.5)
     with pytest.raises(CorpusError) as failure:
         VoxCelebCorpus(**settings).manifest()
-    assert str(failure.value).startswith("4 bad audio file(s)")  # too short: skipped anyway
+    assert str(failure.value).startswith("5 bad audio file(s)")  # too short: skipped anyway
+    assert "nan.wav: 10 NaN or infinite samples" in str(failure.value)
     skipped = VoxCelebCorpus(**settings, on_bad_file="skip")
-    assert len(skipped.manifest(validate=True)) == 6
+    assert len(skipped.manifest(validate=True)) == 7
     expected = {
         "empty": {"skip": 1},
         "multichannel": {"skip": 1},
+        "nonfinite": {"skip": 1},
         "too_short": {"skip": 1},
         "unreadable": {"skip": 1},
         "wrong_rate": {"skip": 1},
     }
     assert skipped.report.counts() == expected
     report = json.loads(skipped.report_path().read_text())
-    assert report["counts"] == expected and (report["files"], report["kept"]) == (11, 6)
+    assert report["counts"] == expected and (report["files"], report["kept"]) == (13, 7)
     assert {p["file"].split("/")[-1] for p in report["problems"]} == {
+        "nan.wav",
         "unreadable.wav",
         "empty.wav",
         "short.wav",
@@ -300,7 +307,7 @@ def test_the_validation_pass_counts_every_problem(planted: Path, tmp_path: Path)
         **settings, on_bad_file="skip", policy={"wrong_rate": "resample", "multichannel": "downmix"}
     )
     manifest = fixing.manifest()
-    assert len(manifest) == 8
+    assert len(manifest) == 9
     rate = next(u for u in manifest if u.utt_id.endswith("rate"))
     assert rate.num_samples == 24000  # 1.5 s at 8 kHz, counted at 16 kHz
     for row in (rate, next(u for u in manifest if u.utt_id.endswith("stereo"))):
@@ -485,8 +492,8 @@ def test_prepare_validate_reports_the_counts(planted: Path, tmp_path: Path) -> N
         "validate=true",
     ]
     results = prepare(compose_config("prepare", overrides))
-    assert results["utterances"] == 7 and results[f"checked ({planted})"] == "11 files, 7 kept"
+    assert results["utterances"] == 8 and results[f"checked ({planted})"] == "13 files, 8 kept"
     assert results["  wrong_rate"] == "1 resample" and results["  unreadable"] == "1 skip"
     assert Path(results["  report"]).is_file()
     again = prepare(compose_config("prepare", overrides[:-1]))  # the cached manifest: no pass
-    assert again["utterances"] == 7 and f"checked ({planted})" not in again
+    assert again["utterances"] == 8 and f"checked ({planted})" not in again

@@ -10,6 +10,7 @@ missing        listed (tsv, list) but not there  skip, fail
 unreadable     no audio header / corrupt         skip, fail
 empty          0 samples                         skip, fail
 too_short      under ``min_seconds``             skip, fail
+nonfinite      NaN or infinite samples           skip, fail
 wrong_rate     not the corpus sample rate        resample, convert, skip, fail
 multichannel   more than one channel             downmix, convert, skip, fail
 =============  ================================  =========================================
@@ -18,6 +19,10 @@ multichannel   more than one channel             downmix, convert, skip, fail
 reader converts while reading (:func:`speakerid.data.audio.read_audio` with ``convert``).
 ``convert`` writes a 16-bit mono copy at the corpus rate once, into the cache, and the row points
 there (for slow-to-decode or remote files read many times).
+
+Only headers are read, except for floating-point files (``FLOAT``/``DOUBLE`` subtypes, the only
+ones that can hold NaN or infinity): their samples are scanned once, in blocks. The pass is
+cached with the manifest, so it costs nothing on later runs.
 """
 
 import json
@@ -27,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 from speakerid.data.audio import converted_length
@@ -40,9 +46,21 @@ ACTIONS = {
     "unreadable": ("skip", "fail"),
     "empty": ("skip", "fail"),
     "too_short": ("skip", "fail"),
+    "nonfinite": ("skip", "fail"),
     "wrong_rate": ("resample", "convert", "skip", "fail"),
     "multichannel": ("downmix", "convert", "skip", "fail"),
 }
+
+
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # integer and compressed encodings are always finite
+
+
+def _nonfinite_samples(path: Path) -> int:
+    """How many samples of a floating-point file are NaN or infinite (read in blocks)."""
+    bad = 0
+    for block in sf.blocks(str(path), blocksize=1 << 16, dtype="float32", always_2d=True):
+        bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+    return bad
 
 
 def make_policy(on_bad_file: str = "error", overrides: Mapping[str, str] | None = None) -> dict:
@@ -129,6 +147,11 @@ class Validator:
         if info.frames <= 0:
             self.problem(path, "empty", "0 samples")
             return None
+        if info.subtype in FLOAT_SUBTYPES:
+            bad = _nonfinite_samples(path)
+            if bad:
+                self.problem(path, "nonfinite", f"{bad} NaN or infinite samples")
+                return None
         fixes = []
         if info.samplerate != self.sample_rate:
             detail = f"sample rate {info.samplerate} Hz, expected {self.sample_rate} Hz"
