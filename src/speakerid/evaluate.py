@@ -23,7 +23,7 @@ from speakerid.contracts import Classifier
 from speakerid.data.loaders import eval_loader
 from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
 from speakerid.systems.encoder import embedding_table
-from speakerid.utils.io import write_json
+from speakerid.utils.io import writable_folder, write_json
 from speakerid.utils.loggers import close_loggers
 
 __all__ = ["evaluate", "load_checkpoint", "main"]
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate the checkpoint ``cfg.ckpt_path``; write and return ``eval.json``'s content."""
     system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else _run_folder(Path(cfg.ckpt_path))
+    writable_folder(out_dir, "evaluation report")  # before the embedding, not after
     data_cfg = cfg.data if cfg.get("data") is not None else run_cfg.data
     overrides = {
         "num_workers": cfg.num_workers,
@@ -51,7 +53,6 @@ def evaluate(cfg: DictConfig) -> dict:
     evalset = build_eval_set(datamodule, cfg.evaluation.cohort_per_speaker, seed=cfg.seed)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     table = _embed(system, evalset, datamodule, cfg, loggers)
-    out_dir = Path(cfg.output_dir) if cfg.output_dir else _run_folder(Path(cfg.ckpt_path))
     context = EvalContext(
         out_dir,
         stored_thresholds(checkpoint).get("eer"),

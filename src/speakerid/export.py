@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.errors import ConfigError
 from speakerid.inference import load_system
-from speakerid.utils.io import atomic_path, write_json
+from speakerid.utils.io import atomic_path, writable_folder, write_json
 
 log = logging.getLogger(__name__)
 FORMATS = {"torchscript": "pt", "onnx": "onnx"}
@@ -54,15 +54,17 @@ def _export_onnx(model: nn.Module, example: Tensor, path: Path, sample_rate: int
             "format=onnx needs onnx, onnxscript and onnxruntime: pip install 'speakerid[export]'"
         ) from None
     samples = torch.export.Dim("samples", min=sample_rate // 10, max=sample_rate * 3600)
+    batch = torch.export.Dim("batch", min=1, max=4096)
     with atomic_path(path) as tmp:
         torch.onnx.export(
             model,
-            (example,),
+            (example.expand(2, -1).contiguous(),),  # a batch of 1 would specialize the axis
             str(tmp),
             dynamo=True,
             input_names=["wav"],
             output_names=["embedding"],
-            dynamic_shapes=({1: samples},),
+            dynamic_shapes=({0: batch, 1: samples},),
+            external_data=False,  # the weights inside the one file: it can be copied alone
             verbose=False,
         )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -77,7 +79,9 @@ def export(cfg: DictConfig) -> dict:
     system, run_cfg, _ = load_system(cfg.ckpt_path)
     model = EmbeddingModel(system.features, system.backbone).eval()
     rate = int(run_cfg.data.sample_rate)
-    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path(cfg.ckpt_path).resolve().parent
+    out_dir = writable_folder(
+        cfg.output_dir if cfg.output_dir else Path(cfg.ckpt_path).resolve().parent, "export"
+    )
     path = out_dir / f"{Path(cfg.ckpt_path).stem}.{FORMATS[cfg.format]}"
     generator = torch.Generator().manual_seed(0)
     example = 0.1 * torch.randn(1, int(2.0 * rate), generator=generator)
@@ -96,15 +100,17 @@ def export(cfg: DictConfig) -> dict:
         ) from None
     parity = {}
     for seconds in cfg.parity_seconds:
-        wav = 0.1 * torch.randn(1, int(seconds * rate), generator=generator)
-        parity[f"{seconds:g} s"] = float(np.abs(run(wav.numpy()) - model(wav).numpy()).max())
+        for batch in (1, 3):  # the batch axis is dynamic too
+            wav = 0.1 * torch.randn(batch, int(seconds * rate), generator=generator)
+            difference = np.abs(run(wav.numpy()) - model(wav).numpy()).max()
+            parity[f"{seconds:g} s x {batch}"] = float(difference)
     worst = max(parity.values())
     report = {
         "format": cfg.format,
         "file": str(path),
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
         "backbone": type(system.backbone).__name__,
-        "input": f"wav (batch, samples) float32 at {rate} Hz, samples dynamic",
+        "input": f"wav (batch, samples) float32 at {rate} Hz, both axes dynamic",
         "output": f"embedding (batch, {model(example).shape[1]})",
         "parity_max_abs_diff": parity,
         "tolerance": cfg.tolerance,

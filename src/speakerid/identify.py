@@ -17,7 +17,7 @@ from speakerid.data.speech import speech_gate
 from speakerid.errors import ConfigError
 from speakerid.inference import embed_files, load_system, resolve_threshold
 from speakerid.metrics.identification import UNKNOWN, centroids, reject_unknown
-from speakerid.utils.io import atomic_open
+from speakerid.utils.io import atomic_open, writable_folder
 
 
 def _audio_files(folder: Path, extensions: list[str]) -> list[Path]:
@@ -51,6 +51,8 @@ def identify(argv: list[str]) -> list[tuple[str, str, float]]:
             raise ConfigError(f"{target}: no such file or folder")
     if not files:
         raise ConfigError("name the audio files (or folders of them) to identify")
+    if cfg.output:  # before any work: a result that cannot be written is an error now
+        writable_folder(Path(cfg.output).resolve().parent, "identification results")
     system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
     threshold = resolve_threshold(cfg.threshold, checkpoint, cfg.ckpt_path)
     rate = run_cfg.data.sample_rate

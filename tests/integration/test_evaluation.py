@@ -214,6 +214,18 @@ def test_identify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path) -> No
         [str(tmp_path / "enrol"), f"ckpt_path={ckpt}", f"enrol_dir={tmp_path}/enrol"]
     )
     assert len(folder_query) == 3  # a folder expands to its audio files
+    (tmp_path / "blocker").write_text("")  # an output folder that cannot be made
+    with pytest.raises(ConfigError, match="blocker/sub: cannot write the identification results"):
+        identify(
+            [
+                *queries,
+                f"ckpt_path={ckpt}",
+                f"enrol_dir={tmp_path / 'enrol'}",
+                f"output={tmp_path}/blocker/sub/labels.tsv",
+            ]
+        )
+    with pytest.raises(ConfigError, match="blocker/sub: cannot write the evaluation report"):
+        evaluate(eval_config(ckpt, tmp_path / "blocker" / "sub"))
     (tmp_path / "enrol" / "nobody").mkdir()
     with pytest.raises(ConfigError, match="nobody: no audio files"):
         identify([queries[0], f"ckpt_path={ckpt}", f"enrol_dir={tmp_path}/enrol"])
@@ -249,7 +261,23 @@ def test_export_matches_pytorch(
         compose_config("export", [f"ckpt_path={ckpt}", f"format={fmt}", f"output_dir={tmp_path}"])
     )
     assert report["parity_ok"] and max(report["parity_max_abs_diff"].values()) <= 1e-4
+    assert {k.split(" x ")[1] for k in report["parity_max_abs_diff"]} == {"1", "3"}  # batches
     assert json.loads(Path(f"{report['file']}.json").read_text())["format"] == fmt
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [Path(report["file"]).name, f"{Path(report['file']).name}.json"]
+    )  # one self-contained model file, no side file of weights
+    if fmt == "onnx":  # the .onnx copied alone runs, on a batch of 3
+        import onnxruntime
+
+        alone = tmp_path / "copy" / "model.onnx"
+        alone.parent.mkdir()
+        alone.write_bytes(Path(report["file"]).read_bytes())
+        session = onnxruntime.InferenceSession(str(alone), providers=["CPUExecutionProvider"])
+        wav = np.zeros((3, 16000), np.float32) + 0.01
+        assert session.run(None, {"wav": wav})[0].shape[0] == 3
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"file: cannot write the export here"):
+        export(compose_config("export", [f"ckpt_path={ckpt}", f"output_dir={tmp_path}/file"]))
     if fmt == "torchscript":  # the file alone embeds a real utterance like the checkpoint does
         import torch
 

@@ -114,3 +114,24 @@ class FileLock:
         if remove:
             self.path.unlink(missing_ok=True)
         self._file.close()
+
+
+def writable_folder(folder: str | os.PathLike, what: str = "output") -> Path:
+    """``folder``, created if needed, after proving a file can be written in it (before any
+    work whose results would go there).
+
+    Raises:
+        ConfigError: it cannot be created or written (read-only, full, not a folder).
+    """
+    from speakerid.errors import ConfigError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"{folder}: cannot write the {what} here ({err.strerror or err}); choose another"
+        ) from None
+    return folder
