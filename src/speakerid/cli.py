@@ -10,7 +10,12 @@ from typing import TypeVar
 
 import hydra
 from hydra._internal import utils as hydra_utils  # its error report, made one line (hydra_entry)
-from hydra.errors import HydraException, InstantiationException, MissingConfigException
+from hydra.errors import (
+    HydraException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
@@ -94,10 +99,19 @@ def _one_line_errors(report: Callable[[Callable[[], R]], R], func: Callable[[], 
     return report(guarded)
 
 
+QUOTING_HINT = (
+    "; a value holding , [ ] { } = ' or spaces (a path, often) must be quoted for Hydra, and the "
+    "quotes kept from the shell: \"key='/data/a,b=c.wav'\""
+)
+
+
 def config_error_line(err: Exception) -> str:
     """One line for a Hydra / OmegaConf error; an unknown choice names the group it belongs to
-    when another config group has a file of that name."""
+    when another config group has a file of that name, and a malformed override says how to
+    quote a path with Hydra's special characters."""
     line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, OverrideParseException) or line.startswith("Ambiguous value"):
+        line += QUOTING_HINT
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         group, _, choice = err.missing_cfg_file.rpartition("/")
         options = f" (choices: {', '.join(err.options)})" if err.options else ""
@@ -151,8 +165,9 @@ def tool_config(name: str, argv: list[str]) -> tuple[DictConfig, list[str]]:
     """
     from hydra import compose, initialize_config_dir
 
-    overrides = [a for a in argv if "=" in a]
-    positional = [a for a in argv if "=" not in a]
+    # an existing file or folder is positional even with '=' in its name
+    overrides = [a for a in argv if "=" in a and not Path(a).exists()]
+    positional = [a for a in argv if a not in overrides]
     try:
         with initialize_config_dir(CONFIG_PATH, version_base="1.3"):
             cfg = compose(name, overrides=overrides)

@@ -150,8 +150,17 @@ def read_for_model(
     if wav.shape[1] > 1:
         log.info("%s: %d channels averaged to mono", path, wav.shape[1])
     mono = torch.from_numpy(wav.mean(axis=1))
-    if rate != sample_rate:
+    if rate < sample_rate:  # shown: the model hears nothing above rate / 2
+        log.warning(
+            "%s: upsampled from %d Hz to %d Hz (no content above %d Hz)",
+            path,
+            rate,
+            sample_rate,
+            rate // 2,
+        )
+    elif rate > sample_rate:
         log.info("%s: resampled from %d Hz to %d Hz", path, rate, sample_rate)
+    if rate != sample_rate:
         mono = torchaudio.functional.resample(mono, rate, sample_rate)
     if not torch.isfinite(mono).all():
         raise AudioError(f"{path}: holds NaN or infinite samples")

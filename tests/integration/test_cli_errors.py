@@ -6,6 +6,7 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from speakerid import enhance, train
+from speakerid.cli import QUOTING_HINT
 
 
 def _run(main, argv: list[str], monkeypatch, capsys, tmp_path) -> tuple[int, list[str]]:
@@ -45,6 +46,10 @@ def test_a_target_head_in_the_encoder_is_refused_at_compose_time(
         (train.main, ["data.crop_seconds=0"], "error: data.crop_seconds=0: expected a number"),
         (train.main, ["data.val_speakers=1"], "error: data.val_speakers=1: expected a count >= 2"),
         (enhance.main, ["model/enhancer=nosuch"], "error: model/enhancer=nosuch: no such choice"),
+        # paths with Hydra's special characters: the line says how to quote them
+        (train.main, ["ckpt_path=/d/a,b.ckpt"], "error: Ambiguous value for argument"),
+        (train.main, ["ckpt_path=/d/a[1].ckpt"], "error: mismatched input '['"),
+        (train.main, ["ckpt_path=/d/a=b.ckpt"], "error: mismatched input '='"),
     ],
 )
 def test_configuration_errors_are_one_line(
@@ -53,6 +58,8 @@ def test_configuration_errors_are_one_line(
     code, lines = _run(main, argv, monkeypatch, capsys, tmp_path)
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith(expected)
+    if "ckpt_path=/d/" in argv[0]:
+        assert lines[0].endswith(QUOTING_HINT)
 
 
 def test_validation_speakers_with_one_utterance_each_are_refused_before_training() -> None:

@@ -250,8 +250,14 @@ def test_commonvoice_list_problems_are_named(tmp_path: Path) -> None:
     (root / "validated.tsv").write_text("client_id\tpath\nabc\t../../etc/passwd\n")
     with pytest.raises(ListFileError, match=r"validated\.tsv:2: '\.\./\.\./etc/passwd' is not"):
         corpus.manifest()
-    with pytest.raises(ListFileError, match=r"test\.tsv: Common Voice list not found"):
+    with pytest.raises(ListFileError, match=r"test\.tsv: Common Voice list not found \(the "):
         CommonVoiceCorpus(str(root), str(tmp_path / "cache"), lists=["test.tsv"]).manifest()
+    # the release folder instead of its language folder; a language folder without clips/
+    with pytest.raises(CorpusError, match=r"cv is a Common Voice release folder.*cv/en \(en\)"):
+        CommonVoiceCorpus(str(root.parent), str(tmp_path / "cache")).manifest()
+    (tmp_path / "cv" / "de").mkdir()
+    with pytest.raises(CorpusError, match=r"de: no clips/ folder"):
+        CommonVoiceCorpus(str(tmp_path / "cv" / "de"), str(tmp_path / "cache")).manifest()
 
 
 # -- the validation pass --------------------------------------------------------------------

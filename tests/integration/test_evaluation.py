@@ -132,7 +132,7 @@ def _two_files(corpus, same: bool) -> list[str]:
     return [str(manifest.audio_path(first)), str(manifest.audio_path(other))]
 
 
-def test_verify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path) -> None:
+def test_verify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path, caplog) -> None:
     ckpt, metrics = trained
     a, b = _two_files(tiny_corpus, same=False)
     score, threshold, same = verify([a, b, f"ckpt_path={ckpt}"])
@@ -149,6 +149,12 @@ def test_verify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path) -> None
     stereo = tmp_path / "stereo.wav"
     sf.write(stereo, np.stack([wav[::2], wav[::2]], axis=1), rate // 2)
     assert verify([a, str(stereo), f"ckpt_path={ckpt}"])[0] > 0.5
+    # a name with Hydra's special characters is a file, not an override; 4 kHz is announced
+    odd = tmp_path / "take=2, [x].wav"
+    sf.write(odd, wav[::4], rate // 4)
+    with caplog.at_level("WARNING"):
+        assert -1.0 <= verify([a, str(odd), f"ckpt_path={ckpt}"])[0] <= 1.0
+    assert "upsampled from 4000 Hz to 16000 Hz (no content above 2000 Hz)" in caplog.text
 
 
 def test_verify_exit_status_and_errors(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from speakerid.data.corpora.base import AudioCorpus, Entry, stamp
 from speakerid.data.validation import Validator
-from speakerid.errors import ConfigError, ListFileError
+from speakerid.errors import ConfigError, CorpusError, ListFileError
 
 log = logging.getLogger(__name__)
 _GENDERS = {
@@ -55,6 +55,26 @@ class CommonVoiceCorpus(AudioCorpus):
 
     def settings(self) -> dict:
         return {"lists": self.lists, "max_down_votes": self.max_down_votes}
+
+    def prepare(self) -> None:
+        """Check the layout: a release folder given instead of one of its languages, or a
+        language folder without ``clips/``, is named as such."""
+        super().prepare()
+        if (self.root / "clips").is_dir():
+            return
+        languages = sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and (p / "clips").is_dir()
+        )
+        if languages:
+            raise CorpusError(
+                f"{self.root} is a Common Voice release folder, not a language folder: set the "
+                f"corpus root to one of its languages, e.g. {self.root / languages[0]} "
+                f"({', '.join(languages[:8])}{' ...' if len(languages) > 8 else ''})"
+            )
+        raise CorpusError(
+            f"{self.root}: no clips/ folder; the corpus root must be a Common Voice language "
+            "folder (cv-corpus-*/<locale>/ holding clips/ and validated.tsv)"
+        )
 
     def contents(self) -> str:
         return stamp(self.root / "clips", *(self.root / name for name in self.lists))
@@ -98,7 +118,11 @@ class CommonVoiceCorpus(AudioCorpus):
 
     def _rows(self, path: Path):
         if not path.is_file():
-            raise ListFileError(f"{path}: Common Voice list not found (set corpus.lists)")
+            present = sorted(p.name for p in self.root.glob("*.tsv"))
+            raise ListFileError(
+                f"{path}: Common Voice list not found (the lists here: "
+                f"{', '.join(present) or 'none'}; choose with data.corpus.lists)"
+            )
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
             missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]

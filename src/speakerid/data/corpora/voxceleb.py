@@ -156,7 +156,8 @@ class VoxCelebCorpus(AudioCorpus):
         path = self.root / self.meta_file
         if not path.is_file():
             raise CorpusError(
-                f"{path}: metadata file not found (set meta_file=null if there is none)"
+                f"{path}: metadata file not found (set data.corpus.meta_file=null if there is "
+                "none; corpus.meta_file=null with speakerid-prepare)"
             )
         with open(path, newline="") as f:
             head = f.readline()
