@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.data.datasets import MultiCropDataset, UtteranceDataset, collate
 from speakerid.data.embedding_store import EmbeddingStore, StoreWriter
+from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.errors import ConfigError
 from speakerid.inference import load_system
 from speakerid.pretrained import SpeechBrainEncoder
@@ -80,8 +81,10 @@ def embed_corpus(
     batch_size: int,
     num_workers: int,
     device: torch.device,
+    tally: SpeechTally | None = None,
 ) -> None:
-    """Embed the writer's pending shards of ``datamodule.manifest`` and store them."""
+    """Embed the writer's pending shards of ``datamodule.manifest`` and store them (each batch
+    also checked for speech by ``tally``, if given; rows are store rows)."""
     rows, rate = list(datamodule.manifest), datamodule.sample_rate
     model = model.to(device).eval()
     per_utterance = max(crops, 1)
@@ -116,6 +119,8 @@ def embed_corpus(
             )
             out = np.empty((len(shard_rows) * per_utterance, writer.array.shape[2]), np.float32)
             for batch in loader:
+                if tally is not None:  # crop i of this shard: row span.start*C + i of the store
+                    tally.add(batch.wav, batch.lengths, batch.index + span.start * per_utterance)
                 embeddings = model(batch.wav.to(device), batch.lengths.to(device))
                 out[batch.index.numpy()] = embeddings.float().cpu().numpy()
                 progress.advance(task, len(batch.index))
@@ -162,6 +167,7 @@ def embed(cfg: DictConfig) -> EmbeddingStore:
         log.info(
             "Resuming %s: %d of %d shards done", writer.partial, len(writer.done), writer.num_shards
         )
+    tally = speech_tally(cfg.get("speech_gate"), datamodule.sample_rate, cfg.crops)
     try:
         embed_corpus(
             model,
@@ -172,10 +178,13 @@ def embed(cfg: DictConfig) -> EmbeddingStore:
             cfg.batch_size,
             cfg.num_workers,
             _device(cfg.device),
+            tally,
         )
     finally:
         if writer.pending():  # interrupted: the finished shards stay for the next run
             writer.lock.release()
+    if tally is not None:  # (of the shards embedded by this run)
+        tally.warn(log, [u.utt_id for u in datamodule.manifest])
     store = writer.finish()
     log.info(
         "Wrote %s: %d utterances x %d crops x %d", store.root, len(store), store.crops, store.dim

@@ -21,6 +21,7 @@ from speakerid.analysis.sections import EvalContext, run_sections
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.contracts import Classifier
 from speakerid.data.loaders import eval_loader
+from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
 from speakerid.systems.encoder import embedding_table
 from speakerid.utils.io import writable_folder, write_json
@@ -52,7 +53,11 @@ def evaluate(cfg: DictConfig) -> dict:
     num_trial_utterances = len(datamodule.test_trials.utterances)
     evalset = build_eval_set(datamodule, cfg.evaluation.cohort_per_speaker, seed=cfg.seed)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    table = _embed(system, evalset, datamodule, cfg, loggers)
+    tally = speech_tally(cfg.get("speech_gate"), datamodule.sample_rate, cfg.crops)
+    table = _embed(system, evalset, datamodule, cfg, loggers, tally)
+    no_speech = (
+        0 if tally is None else tally.warn(log, [u.utt_id for u in evalset.trials.utterances])
+    )
     context = EvalContext(
         out_dir,
         stored_thresholds(checkpoint).get("eer"),
@@ -70,6 +75,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "num_trial_utterances": num_trial_utterances,
             "num_utterances": len(evalset.trials.utterances),
             "num_cohort": len(evalset.cohort_rows),
+            "num_without_speech": no_speech,
             "embedding": f"{cfg.crops} x {cfg.crop_seconds} s crops" if cfg.crops else "full",
             "trials": str(datamodule.corpus.trial_path(datamodule.test_trials_name)),
             "checkpoint": str(Path(cfg.ckpt_path).resolve()),
@@ -111,14 +117,32 @@ def _store_thresholds(cfg: DictConfig, run_cfg: DictConfig) -> bool:
     return True
 
 
-def _embed(system, evalset: EvalSet, datamodule, cfg: DictConfig, loggers: list) -> torch.Tensor:
-    """(U,D) embeddings of the evaluation's utterances, through ``trainer.predict``."""
+class _SpeechCheck(L.Callback):
+    """Feeds every prediction batch to a :class:`SpeechTally`."""
+
+    def __init__(self, tally: SpeechTally) -> None:
+        self.tally = tally
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.tally.add(batch.wav, batch.lengths, batch.index)
+
+
+def _embed(
+    system,
+    evalset: EvalSet,
+    datamodule,
+    cfg: DictConfig,
+    loggers: list,
+    tally: SpeechTally | None = None,
+) -> torch.Tensor:
+    """(U,D) embeddings of the evaluation's utterances, through ``trainer.predict`` (each batch
+    checked for speech by ``tally``, if given)."""
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,
         precision=cfg.precision,
         logger=loggers or False,
-        callbacks=[RichProgressBar()],
+        callbacks=[RichProgressBar(), *([] if tally is None else [_SpeechCheck(tally)])],
         enable_checkpointing=False,
     )
     loader = eval_loader(

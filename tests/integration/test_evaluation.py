@@ -117,7 +117,7 @@ def test_multi_crop_embedding(trained: tuple[Path, dict], tmp_path: Path) -> Non
             "evaluation.sections.verification.scorings=[cosine]",
         )
     )
-    assert report["embedding"] == "3 x 0.5 s crops"
+    assert report["embedding"] == "3 x 0.5 s crops" and report["num_without_speech"] == 0
     assert 0.0 <= report["eer"] <= 1.0
     assert set(report) >= {"eer", "min_dcf_p01", "num_trials"} and "clustering" not in report
     assert report["images"] == {}

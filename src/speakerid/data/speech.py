@@ -58,3 +58,58 @@ class SpeechGate:
 def speech_gate(settings: Mapping | None) -> SpeechGate | None:
     """The gate a tool's ``speech_gate`` settings describe (None: ``speech_gate=null``, no gate)."""
     return None if settings is None else SpeechGate(**settings)
+
+
+class SpeechTally:
+    """Which utterances of an embedding run hold no speech, from the batches as they pass.
+
+    An utterance counts as without speech when none of its crops passes the gate (a pause in
+    one crop of a multi-crop embedding is normal). Batch rows are indexed as the embedding loaders
+    index them: crop ``i`` belongs to utterance ``i // crops``.
+
+    Args:
+        gate: the thresholds.
+        sample_rate: of the waveforms.
+        crops: crops per utterance (1 for whole utterances).
+    """
+
+    def __init__(self, gate: SpeechGate, sample_rate: int, crops: int = 1) -> None:
+        self.gate, self.sample_rate, self.crops = gate, sample_rate, max(crops, 1)
+        self.speech: set[int] = set()
+        self.problems: dict[int, str] = {}
+
+    def add(self, wav, lengths, index) -> None:
+        """Check each row of a (B,S) batch with its (B,) lengths and (B,) dataset indices."""
+        wav, lengths, index = wav.cpu().numpy(), lengths.tolist(), index.tolist()
+        for row, (length, item) in enumerate(zip(lengths, index, strict=True)):
+            utterance = item // self.crops
+            if utterance in self.speech:
+                continue
+            problem = self.gate.problem(wav[row, :length], self.sample_rate)
+            if problem is None:
+                self.speech.add(utterance)
+                self.problems.pop(utterance, None)
+            else:
+                self.problems.setdefault(utterance, problem)
+
+    def without_speech(self) -> dict[int, str]:
+        """Utterance -> why, for the utterances no crop of which held speech."""
+        return dict(sorted(self.problems.items()))
+
+    def warn(self, log, names: list[str]) -> int:
+        """Log one warning with the count and the first three utterances (``names[u]``)."""
+        found = self.without_speech()
+        if found:
+            examples = "; ".join(f"{names[u]}: {why}" for u, why in list(found.items())[:3])
+            log.warning(
+                "%d utterance(s) hold no speech; their embeddings are noise (e.g. %s)",
+                len(found),
+                examples,
+            )
+        return len(found)
+
+
+def speech_tally(settings: Mapping | None, sample_rate: int, crops: int) -> SpeechTally | None:
+    """The tally an embedding tool's ``speech_gate`` settings describe (None: no check)."""
+    gate = speech_gate(settings)
+    return None if gate is None else SpeechTally(gate, sample_rate, crops)
