@@ -22,6 +22,7 @@ from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.contracts import Classifier
 from speakerid.data.loaders import eval_loader
 from speakerid.data.speech import SpeechTally, speech_tally
+from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
 from speakerid.systems.encoder import embedding_table
 from speakerid.utils.io import writable_folder, write_json
@@ -47,6 +48,12 @@ def evaluate(cfg: DictConfig) -> dict:
     }
     if cfg.trials:
         overrides["test_trials"] = cfg.trials
+    if data_cfg.sample_rate != run_cfg.data.sample_rate:
+        raise ConfigError(
+            f"data.sample_rate={data_cfg.sample_rate}, but the model was trained at "
+            f"{run_cfg.data.sample_rate} Hz: set data.sample_rate={run_cfg.data.sample_rate} "
+            f"data.corpus.sample_rate={run_cfg.data.sample_rate}"
+        )
     datamodule = instantiate(data_cfg, **overrides)
     datamodule.prepare_data()
     datamodule.setup("test")
@@ -75,6 +82,9 @@ def evaluate(cfg: DictConfig) -> dict:
             "num_trial_utterances": num_trial_utterances,
             "num_utterances": len(evalset.trials.utterances),
             "num_cohort": len(evalset.cohort_rows),
+            "cohort_speakers": sorted(
+                {evalset.trials.utterances[r].speaker for r in evalset.cohort_rows.tolist()}
+            ),
             "num_without_speech": no_speech,
             "embedding": f"{cfg.crops} x {cfg.crop_seconds} s crops" if cfg.crops else "full",
             "trials": str(datamodule.corpus.trial_path(datamodule.test_trials_name)),

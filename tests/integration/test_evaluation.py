@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tests.conftest import compose_config, tiny_train_config
@@ -356,3 +357,61 @@ def test_an_ad_hoc_list_keeps_the_stored_thresholds_and_flipped_labels_are_flagg
     assert stored_thresholds(load_checkpoint(run)) == before  # not the run's own list
     evaluate(eval_config(run, tmp_path, *quick, "save_thresholds=true"))
     assert stored_thresholds(load_checkpoint(run))["trials"] == str(flipped)
+
+
+def test_eval_on_a_test_only_folder(
+    trained: tuple[Path, dict], tiny_corpus, tmp_path: Path
+) -> None:
+    """Only the root and the list: no num_speakers, no validation or training split; files of
+    other formats, rates and channel counts; the folder's non-trial speakers are the cohort."""
+    ckpt, _ = trained
+    manifest = tiny_corpus.manifest()
+    folder = tmp_path / "recordings"
+    speakers = manifest.speakers[:4]
+    names: dict[str, list[str]] = {}
+    for n, speaker in enumerate(speakers):
+        rows = [u for u in manifest if u.speaker == speaker][:3]
+        for i, row in enumerate(rows):
+            wav, rate = sf.read(manifest.audio_path(row), dtype="float32")
+            name = f"spk{n}/take{i}"
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            if n == 1:  # FLAC at 22.05 kHz, stereo
+                import torchaudio.functional as F
+
+                up = F.resample(torch.from_numpy(wav), rate, 22050).numpy()
+                sf.write(folder / f"{name}.flac", np.stack([up, up], axis=1), 22050)
+            else:
+                sf.write(folder / f"{name}.wav", wav, rate)
+            names.setdefault(f"spk{n}", []).append(name)
+    # trials among spk0 and spk1; spk2 and spk3 are not in the list: the cohort
+    lines = [
+        f"1 {names['spk0'][0]}.wav {names['spk0'][1]}.wav",
+        f"1 {names['spk1'][0]}.flac {names['spk1'][2]}.flac",
+    ]
+    lines += [f"0 {a}.wav {b}.flac" for a in names["spk0"] for b in names["spk1"][:1]]
+    (folder / "trials.txt").write_text("\n".join(lines) + "\n")
+    for crops in ("0", "2"):
+        report = evaluate(
+            compose_config(
+                "eval",
+                [
+                    f"ckpt_path={ckpt}",
+                    "data=folder",
+                    f"data.corpus.root={folder}",
+                    f"paths.data_dir={tmp_path / 'data'}",
+                    "trials=trials.txt",
+                    f"output_dir={tmp_path / 'out'}",
+                    f"paths.output_dir={tmp_path / 'out'}",
+                    f"crops={crops}",
+                    "crop_seconds=0.5",
+                    "num_workers=0",
+                    "evaluation.cohort_per_speaker=2",
+                    "evaluation.sections.identification=null",
+                    "evaluation.sections.clustering=null",
+                    "evaluation.sections.plots=null",
+                ],
+            )
+        )
+        assert report["num_trials"] == len(lines) and 0.0 <= report["eer"] <= 1.0
+        assert report["cohort_speakers"] == ["spk2", "spk3"] and report["num_cohort"] == 4
+        assert set(report["verification"]) == {"cosine", "mean_subtraction", "as_norm"}

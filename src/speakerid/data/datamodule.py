@@ -182,13 +182,12 @@ class SpeakerDataModule(L.LightningDataModule):
                 f"training classes (data.max_speakers={self.max_speakers}, data.speed_classes="
                 f"{self.speed_classes}): set data.num_speakers={len(self.speakers)}"
             )
-        self.val_trials = self._generated("val", val)
+        self.val_trials = self._generated("val", val) if val else None
         log.info(
-            "training: %d utterances of %d speakers; validation: %d trials of %d; test: %s",
+            "training (or cohort): %d utterances of %d speakers; validation: %s; test: %s",
             len(self.train_rows),
             len(self.speakers),
-            len(self.val_trials.labels),
-            len(self.val_trials.utterances),
+            f"{len(self.val_trials.labels)} trials" if self.val_trials else "none",
             f"{len(self.test_trials.labels)} trials" if self.test_trials else "none",
         )
 
@@ -212,6 +211,11 @@ class SpeakerDataModule(L.LightningDataModule):
             self.test_trials = self._generated("test", test)
         plain = not (self.max_speakers or self.speed_classes)  # classes = the training speakers
         expected = self.num_speakers if plain and fitting else None
+        if not self.val_speakers:  # a test-only corpus (data=folder): nothing to validate on
+            if fitting:
+                raise ConfigError("data.val_speakers=0 is for evaluation only: training validates")
+            self.speakers = dev
+            return set()
         self.speakers, val = split_speakers(dev, self.val_speakers, expected, self.seed, where)
         return val
 

@@ -2,6 +2,7 @@
 
 from speakerid.data.corpora.combined import CombinedCorpus
 from speakerid.data.corpora.commonvoice import CommonVoiceCorpus
+from speakerid.data.corpora.folder import FolderCorpus
 from speakerid.data.corpora.noise import MusanCorpus, RirCorpus
 from speakerid.data.corpora.synthetic import SyntheticCorpus
 from speakerid.data.corpora.voxceleb import VoxCelebCorpus
@@ -10,6 +11,7 @@ from speakerid.data.corpora.voxforge import VoxForgeCorpus
 __all__ = [
     "CombinedCorpus",
     "CommonVoiceCorpus",
+    "FolderCorpus",
     "MusanCorpus",
     "RirCorpus",
     "SyntheticCorpus",
