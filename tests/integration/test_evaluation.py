@@ -390,28 +390,28 @@ def test_eval_on_a_test_only_folder(
     ]
     lines += [f"0 {a}.wav {b}.flac" for a in names["spk0"] for b in names["spk1"][:1]]
     (folder / "trials.txt").write_text("\n".join(lines) + "\n")
+    settings = [
+        f"ckpt_path={ckpt}",
+        "data=folder",
+        f"data.corpus.root={folder}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "trials=trials.txt",
+        f"output_dir={tmp_path / 'out'}",
+        f"paths.output_dir={tmp_path / 'out'}",
+        "crop_seconds=0.5",
+        "num_workers=0",
+        "evaluation.cohort_per_speaker=2",
+        "evaluation.sections.identification=null",
+        "evaluation.sections.clustering=null",
+        "evaluation.sections.plots=null",
+    ]
     for crops in ("0", "2"):
-        report = evaluate(
-            compose_config(
-                "eval",
-                [
-                    f"ckpt_path={ckpt}",
-                    "data=folder",
-                    f"data.corpus.root={folder}",
-                    f"paths.data_dir={tmp_path / 'data'}",
-                    "trials=trials.txt",
-                    f"output_dir={tmp_path / 'out'}",
-                    f"paths.output_dir={tmp_path / 'out'}",
-                    f"crops={crops}",
-                    "crop_seconds=0.5",
-                    "num_workers=0",
-                    "evaluation.cohort_per_speaker=2",
-                    "evaluation.sections.identification=null",
-                    "evaluation.sections.clustering=null",
-                    "evaluation.sections.plots=null",
-                ],
-            )
-        )
+        report = evaluate(compose_config("eval", [*settings, f"crops={crops}"]))
         assert report["num_trials"] == len(lines) and 0.0 <= report["eer"] <= 1.0
         assert report["cohort_speakers"] == ["spk2", "spk3"] and report["num_cohort"] == 4
         assert set(report["verification"]) == {"cosine", "mean_subtraction", "as_norm"}
+    # every speaker in the list: no cohort, cosine scoring only
+    everyone = [f"0 {names['spk0'][0]}.wav {names[f'spk{n}'][0]}.wav" for n in (2, 3)]
+    (folder / "all.txt").write_text("\n".join(lines + everyone) + "\n")
+    report = evaluate(compose_config("eval", [*settings[:4], "trials=all.txt", *settings[5:]]))
+    assert report["cohort_speakers"] == [] and set(report["verification"]) == {"cosine"}
