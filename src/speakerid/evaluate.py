@@ -20,6 +20,7 @@ from speakerid.analysis.report import EvalSet, build_eval_set
 from speakerid.analysis.sections import EvalContext, run_sections
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.contracts import Classifier
+from speakerid.data.corpora import FolderCorpus
 from speakerid.data.loaders import eval_loader
 from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.errors import ConfigError
@@ -58,7 +59,8 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule.prepare_data()
     datamodule.setup("test")
     num_trial_utterances = len(datamodule.test_trials.utterances)
-    evalset = build_eval_set(datamodule, cfg.evaluation.cohort_per_speaker, seed=cfg.seed)
+    cohort = _cohort_rows(cfg, datamodule) if cfg.get("cohort_dir") else None
+    evalset = build_eval_set(datamodule, cfg.evaluation.cohort_per_speaker, cfg.seed, cohort)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     tally = speech_tally(cfg.get("speech_gate"), datamodule.sample_rate, cfg.crops)
     table = _embed(system, evalset, datamodule, cfg, loggers, tally)
@@ -125,6 +127,26 @@ def _store_thresholds(cfg: DictConfig, run_cfg: DictConfig) -> bool:
         )
         return False
     return True
+
+
+def _cohort_rows(cfg: DictConfig, datamodule) -> list:
+    """The utterances of ``cohort_dir`` (a :class:`FolderCorpus`: one folder per speaker), as
+    rows with absolute paths and ``cohort:`` ids, so they never collide with the data's."""
+    corpus = FolderCorpus(
+        cfg.cohort_dir,
+        str(Path(cfg.paths.data_dir) / "cache"),
+        sample_rate=datamodule.sample_rate,
+        policy={"wrong_rate": "resample", "multichannel": "downmix"},
+    )
+    manifest = corpus.manifest()
+    return [
+        u._replace(
+            utt_id=f"cohort:{u.utt_id}",
+            path=str(manifest.audio_path(u).resolve()),
+            speaker=f"cohort:{u.speaker}",
+        )
+        for u in manifest
+    ]
 
 
 class _SpeechCheck(L.Callback):

@@ -410,6 +410,17 @@ def test_eval_on_a_test_only_folder(
         assert report["num_trials"] == len(lines) and 0.0 <= report["eer"] <= 1.0
         assert report["cohort_speakers"] == ["spk2", "spk3"] and report["num_cohort"] == 4
         assert set(report["verification"]) == {"cosine", "mean_subtraction", "as_norm"}
+    # a cohort from another folder instead of the non-trial speakers
+    other = tmp_path / "others"
+    for n in (2, 3):
+        (other / f"person{n}").mkdir(parents=True)
+        for name in names[f"spk{n}"]:
+            (other / f"person{n}" / Path(name).name).with_suffix(".wav").write_bytes(
+                (folder / f"{name}.wav").read_bytes()
+            )
+    report = evaluate(compose_config("eval", [*settings, f"cohort_dir={other}"]))
+    assert report["cohort_speakers"] == ["cohort:person2", "cohort:person3"]
+    assert report["num_cohort"] == 4
     # every speaker in the list: no cohort, cosine scoring only
     everyone = [f"0 {names['spk0'][0]}.wav {names[f'spk{n}'][0]}.wav" for n in (2, 3)]
     (folder / "all.txt").write_text("\n".join(lines + everyone) + "\n")

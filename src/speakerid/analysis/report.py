@@ -55,8 +55,11 @@ class EvalSet:
     iden_labels: Tensor  # (I,) their class index
 
 
-def build_eval_set(datamodule, cohort_per_speaker: int, seed: int = 0) -> EvalSet:
-    """Gather the utterances of an evaluation from a set-up :class:`SpeakerDataModule`."""
+def build_eval_set(
+    datamodule, cohort_per_speaker: int, seed: int = 0, cohort_source: list | None = None
+) -> EvalSet:
+    """Gather the utterances of an evaluation from a set-up :class:`SpeakerDataModule`; the
+    cohort is drawn from ``cohort_source`` rows when given, else from the training rows."""
     trials = datamodule.test_trials
     if trials is None:
         raise ConfigError("evaluation needs a trial list (data.test_trials is null)")
@@ -67,7 +70,7 @@ def build_eval_set(datamodule, cohort_per_speaker: int, seed: int = 0) -> EvalSe
     cohort = []
     if cohort_per_speaker > 0:
         by_speaker: dict[str, list] = {}
-        for u in datamodule.train_rows:
+        for u in datamodule.train_rows if cohort_source is None else cohort_source:
             by_speaker.setdefault(u.speaker, []).append(u)
         for rows in by_speaker.values():
             picked = rng.choice(len(rows), min(cohort_per_speaker, len(rows)), replace=False)
