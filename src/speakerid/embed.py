@@ -29,6 +29,7 @@ from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.errors import ConfigError
 from speakerid.inference import load_system
 from speakerid.pretrained import SpeechBrainEncoder
+from speakerid.settings import EMBEDDING, check_settings
 from speakerid.utils.io import file_sha256
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def embed(cfg: DictConfig) -> EmbeddingStore:
     """Embed the configured corpus (or import a one-.npy-per-wav tree); return the store."""
     if cfg.import_npy:
         return _import_npy(cfg)
+    check_settings(cfg, EMBEDDING)
     model, run_data, source, sha256 = load_encoder(cfg)
     data_cfg = cfg.data if cfg.get("data") is not None else run_data
     if data_cfg is None:

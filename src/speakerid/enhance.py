@@ -15,6 +15,7 @@ from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.data import enhancement_lists
 from speakerid.data.embedding_store import StoreWriter
 from speakerid.runs import make_trainer
+from speakerid.settings import ENHANCE, check_settings
 from speakerid.utils.io import write_json
 from speakerid.utils.loggers import close_loggers
 
@@ -24,6 +25,7 @@ FIGURES = ("eer", "min_dcf", "min_dcf_p05")
 
 def enhance(cfg: DictConfig) -> dict:
     """Fit, test (final weights), write the enhanced store and lists; return the report."""
+    check_settings(cfg, ENHANCE)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     system = instantiate(cfg.system)

@@ -25,6 +25,7 @@ from speakerid.data.loaders import eval_loader
 from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
+from speakerid.settings import EMBEDDING, check_settings
 from speakerid.systems.encoder import embedding_table
 from speakerid.utils.io import writable_folder, write_json
 from speakerid.utils.loggers import close_loggers
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate the checkpoint ``cfg.ckpt_path``; write and return ``eval.json``'s content."""
+    check_settings(cfg, EMBEDDING)
     system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
     out_dir = Path(cfg.output_dir) if cfg.output_dir else _run_folder(Path(cfg.ckpt_path))
     writable_folder(out_dir, "evaluation report")  # before the embedding, not after

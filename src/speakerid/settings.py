@@ -41,6 +41,26 @@ TRAIN: Mapping[str, Rule] = {
 }
 
 
+EMBEDDING: Mapping[str, Rule] = {  # speakerid-eval and speakerid-embed
+    "seed": (int, None, "an integer"),
+    "crops": _integer(0, "an integer >= 0 (0: whole utterances)"),
+    "crop_seconds": _positive("a number of seconds > 0"),
+    "batch_size": _integer(1, "an integer >= 1"),
+    "num_workers": _integer(0, "an integer >= 0"),
+    "shard_size": _integer(1, "an integer >= 1"),
+}
+
+ENHANCE: Mapping[str, Rule] = {
+    "seed": (int, None, "an integer"),
+    "trainer.max_epochs": TRAIN["trainer.max_epochs"],
+    "trainer.max_steps": TRAIN["trainer.max_steps"],
+    "data.batch_size": TRAIN["data.batch_size"],
+    "data.num_workers": TRAIN["data.num_workers"],
+    "optimizer.lr": TRAIN["optimizer.lr"],
+    "optimizer.weight_decay": TRAIN["optimizer.weight_decay"],
+}
+
+
 def check_settings(cfg: DictConfig, rules: Mapping[str, Rule] = TRAIN) -> None:
     """Raise :class:`ConfigError` naming the first key of ``rules`` whose value (when set) has
     the wrong type or is out of range."""

@@ -5,7 +5,7 @@ import sys
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from speakerid import enhance, train
+from speakerid import embed, enhance, evaluate, train
 from speakerid.cli import QUOTING_HINT
 
 
@@ -45,6 +45,11 @@ def test_a_target_head_in_the_encoder_is_refused_at_compose_time(
         (train.main, ["data.batch_size=-1"], "error: data.batch_size=-1: expected an integer"),
         (train.main, ["data.crop_seconds=0"], "error: data.crop_seconds=0: expected a number"),
         (train.main, ["data.val_speakers=1"], "error: data.val_speakers=1: expected a count >= 2"),
+        (evaluate.main, ["ckpt_path=x", "batch_size=0"], "error: batch_size=0: expected an"),
+        (evaluate.main, ["ckpt_path=x", "crop_seconds=0"], "error: crop_seconds=0: expected a"),
+        (embed.main, ["ckpt_path=x", "crops=-1"], "error: crops=-1: expected an integer >= 0"),
+        (embed.main, ["ckpt_path=x", "shard_size=0"], "error: shard_size=0: expected an"),
+        (enhance.main, ["data.store=x", "optimizer.lr=0"], "error: optimizer.lr=0: expected a"),
         (enhance.main, ["model/enhancer=nosuch"], "error: model/enhancer=nosuch: no such choice"),
         # paths with Hydra's special characters: the line says how to quote them
         (train.main, ["ckpt_path=/d/a,b.ckpt"], "error: Ambiguous value for argument"),
