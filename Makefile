@@ -6,7 +6,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install sync lock train eval embed enhance export prepare docs baseline test test-fast test-all lint format sweep search bench clean clean-data
+.PHONY: help install sync lock train eval embed enhance export prepare pretrained docs baseline test test-fast test-all lint format sweep search bench clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ export: install ## Export a checkpoint (front end + backbone): ARGS="ckpt_path=.
 
 prepare: install ## Build the synthetic corpus, or check a real one (ARGS="corpus=voxceleb corpus.root=...")
 	$(VENV)/bin/speakerid-prepare $(ARGS)
+
+pretrained: install ## Resemblyzer's GE2E encoder (real speech; from the package registry) as data/pretrained/resemblyzer.ckpt
+	$(VENV)/bin/speakerid-prepare pretrained=resemblyzer $(ARGS)
+	$(VENV)/bin/speakerid-eval ckpt_path=data/pretrained/resemblyzer.ckpt evaluation.sections.plots=null  # thresholds, on the built-in corpus
 
 baseline: install ## EER of a model that does not learn (cosine of mean fbank) on the same test trials
 	$(PY) -m speakerid.analysis.baseline $(ARGS)

@@ -2,6 +2,7 @@
 manifest, and optionally pack it into WebDataset tar shards."""
 
 import logging
+from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -9,13 +10,17 @@ from omegaconf import DictConfig
 from speakerid.cli import hydra_entry, print_results
 from speakerid.contracts import Corpus
 from speakerid.data.shard_writer import write_shards
+from speakerid.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 def prepare(cfg: DictConfig) -> dict:
     """Build or check the corpus (a full validation pass with ``validate``), write shards if
-    asked; return the summary that is printed."""
+    asked; return the summary that is printed. ``pretrained=resemblyzer`` converts that
+    encoder instead (:func:`speakerid.pretrained.convert_resemblyzer`)."""
+    if cfg.get("pretrained"):
+        return prepare_pretrained(cfg)
     corpus: Corpus = instantiate(cfg.corpus)
     corpus.prepare()
     manifest = corpus.manifest(validate=bool(cfg.validate))
@@ -37,10 +42,23 @@ def prepare(cfg: DictConfig) -> dict:
     return results
 
 
+def prepare_pretrained(cfg: DictConfig) -> dict:
+    """``pretrained=resemblyzer``: its weights (the installed package's, or from its wheel on the
+    package registry) as ``<data_dir>/pretrained/resemblyzer.ckpt``."""
+    from speakerid.pretrained import convert_resemblyzer, resemblyzer_weights
+
+    if cfg.pretrained != "resemblyzer":
+        raise ConfigError(f"pretrained={cfg.pretrained!r}: the one known is resemblyzer")
+    folder = Path(cfg.paths.data_dir) / "pretrained"
+    weights = resemblyzer_weights(folder / "downloads")
+    return {**convert_resemblyzer(weights, folder / "resemblyzer.ckpt"), "weights": str(weights)}
+
+
 @hydra_entry("prepare")
 def main(cfg: DictConfig) -> None:
     results = prepare(cfg)
-    print_results(f"speakerid-prepare: {instantiate(cfg.corpus).root}", results)
+    title = "pretrained" if cfg.get("pretrained") else instantiate(cfg.corpus).root
+    print_results(f"speakerid-prepare: {title}", results)
 
 
 if __name__ == "__main__":

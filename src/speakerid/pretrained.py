@@ -58,3 +58,105 @@ class SpeechBrainEncoder(nn.Module):
         self.model.device = str(device)
         self.model.mods.to(device)
         return self
+
+
+# -- Resemblyzer's GE2E encoder, converted to a speakerid checkpoint ----------------------------
+
+RESEMBLYZER = "resemblyzer==0.1.4"
+RESEMBLYZER_OVERRIDES = [
+    "experiment=ge2e_resemblyzer",
+    "data.num_speakers=null",  # nothing trained on: no classes
+]
+
+
+def resemblyzer_weights(download_dir: str | Path) -> Path:
+    """Resemblyzer's ``pretrained.pt``: the installed package's when there is one, else taken
+    from its wheel, which ``pip download`` fetches from the package registry into
+    ``download_dir`` once (nothing else is downloaded, ever)."""
+    import importlib.util
+    import subprocess
+    import sys
+    import zipfile
+
+    spec = importlib.util.find_spec("resemblyzer")  # located, not imported (librosa is slow)
+    if spec is not None and spec.origin:
+        installed = Path(spec.origin).parent / "pretrained.pt"
+        if installed.is_file():
+            return installed
+    download_dir = Path(download_dir)
+    weights = download_dir / "resemblyzer-0.1.4-pretrained.pt"
+    if weights.is_file():
+        return weights
+    download_dir.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(download_dir.glob("[Rr]esemblyzer-0.1.4-*.whl"))
+    if not wheels:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", RESEMBLYZER]
+        done = subprocess.run(
+            [*command, "--only-binary", ":all:", "-d", str(download_dir)],
+            capture_output=True,
+            text=True,
+        )
+        wheels = sorted(download_dir.glob("[Rr]esemblyzer-0.1.4-*.whl"))
+        if done.returncode != 0 or not wheels:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ConfigError(
+                f"pip download {RESEMBLYZER} failed ({last[:200]}): the package registry must "
+                "be reachable once, or install it (pip install resemblyzer==0.1.4)"
+            )
+    with zipfile.ZipFile(wheels[0]) as wheel, wheel.open("resemblyzer/pretrained.pt") as src:
+        partial = weights.with_suffix(".part")
+        partial.write_bytes(src.read())
+        partial.replace(weights)
+    return weights
+
+
+def convert_resemblyzer(weights: str | Path, output: str | Path) -> dict:
+    """Write Resemblyzer's GE2E encoder as a speakerid checkpoint (resolved config of
+    ``experiment=ge2e_resemblyzer`` + state dict; loads with ``weights_only=True``) that every
+    tool takes like a trained one. Returns what was written."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf, open_dict
+
+    from speakerid.cli import CONFIG_PATH
+    from speakerid.utils.io import atomic_path, file_sha256
+    from speakerid.utils.loggers import code_version
+
+    weights, output = Path(weights), Path(output)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)["model_state"]
+    except Exception as err:  # a damaged or foreign file
+        raise ConfigError(f"{weights}: not Resemblyzer's weights ({err})") from None
+    GlobalHydra.instance().clear()
+    overrides = [*RESEMBLYZER_OVERRIDES, f"paths.output_dir={output.parent.resolve()}"]
+    with initialize_config_dir(CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train", overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # hydra: interpolations (the working directory)
+    with open_dict(cfg):
+        del cfg.hydra
+    config = OmegaConf.to_container(cfg, resolve=True)
+    system = instantiate(OmegaConf.create(config).system)
+    # the encoder's tensors, and the GE2E similarity's w and b (a scalar each) for the head
+    head = {"similarity_weight": "loss.w", "similarity_bias": "loss.b"}
+    mapped = {
+        head.get(k, f"backbone.{k}"): v.reshape(()) if k in head else v for k, v in state.items()
+    }
+    expected = {k for k in system.state_dict() if k.startswith("backbone.")} | set(head.values())
+    if set(mapped) != expected:
+        raise ConfigError(f"{weights}: its tensors do not fit Ge2eLstm ({sorted(mapped)[:3]})")
+    system.load_state_dict({**system.state_dict(), **mapped})
+    sha256 = file_sha256(weights)
+    checkpoint = {
+        "state_dict": system.state_dict(),
+        "speakerid": {
+            "config": config,
+            **code_version(),
+            "source": {"package": RESEMBLYZER, "file": "pretrained.pt", "sha256": sha256},
+        },
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
+        torch.save(checkpoint, tmp)
+    return {"checkpoint": str(output), "source": RESEMBLYZER, "sha256": sha256}

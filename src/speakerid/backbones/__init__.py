@@ -2,6 +2,7 @@
 
 from speakerid.backbones.audio_encoder import AudioEncoder, AudioEncoderRaw
 from speakerid.backbones.ecapa_tdnn import EcapaTdnn
+from speakerid.backbones.ge2e_lstm import Ge2eLstm
 from speakerid.backbones.projected import Projected
 from speakerid.backbones.rescnn import ResCnn
 from speakerid.backbones.resnet import ResNet18, ResNet34
@@ -11,6 +12,7 @@ __all__ = [
     "AudioEncoder",
     "AudioEncoderRaw",
     "EcapaTdnn",
+    "Ge2eLstm",
     "Projected",
     "ResCnn",
     "ResNet18",

@@ -2,11 +2,13 @@
 
 from speakerid.features.augment import MelNoise, SpecAugment
 from speakerid.features.fbank import KaldiFbank
+from speakerid.features.ge2e import Ge2eMel
 from speakerid.features.spectral import LogMel, Mfcc, SpectrogramImage, Waveform
 from speakerid.features.vad import EnergyVad, SplVad, VadFrontEnd
 
 __all__ = [
     "EnergyVad",
+    "Ge2eMel",
     "KaldiFbank",
     "LogMel",
     "MelNoise",
