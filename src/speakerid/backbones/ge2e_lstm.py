@@ -11,9 +11,7 @@ import torch
 from torch import Tensor, nn
 
 
-def partial_starts(
-    frames: int, partial_frames: int, frame_step: int, min_frames: int
-) -> list[int]:
+def partial_starts(frames: int, partial_frames: int, frame_step: int, min_frames: int) -> list[int]:
     """Start frames of the partial windows of an utterance of ``frames`` frames (Resemblyzer's
     ``compute_partial_slices``): every ``frame_step`` frames, the last one dropped when fewer
     than ``min_frames`` of its frames are audio (unless it is the only one)."""
