@@ -152,8 +152,6 @@ def embed(cfg: DictConfig) -> EmbeddingStore:
     data_cfg = cfg.data if cfg.get("data") is not None else run_data
     if data_cfg is None:
         raise ConfigError("pretrained= needs a data config: add data=synthetic|voxceleb|...")
-    if cfg.crops < 0:
-        raise ConfigError(f"crops must be >= 0 (0: whole utterances), got {cfg.crops}")
     output = Path(cfg.output) if cfg.output else default_output(cfg, source, data_cfg)
     datamodule, meta = _open_corpus(data_cfg, cfg.num_workers, source)
     meta["crop_seconds"] = cfg.crop_seconds if cfg.crops else None

@@ -90,11 +90,9 @@ def resemblyzer_weights(download_dir: str | Path) -> Path:
     download_dir.mkdir(parents=True, exist_ok=True)
     wheels = sorted(download_dir.glob("[Rr]esemblyzer-0.1.4-*.whl"))
     if not wheels:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", RESEMBLYZER]
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
         done = subprocess.run(
-            [*command, "--only-binary", ":all:", "-d", str(download_dir)],
-            capture_output=True,
-            text=True,
+            [*command, RESEMBLYZER, "-d", str(download_dir)], capture_output=True, text=True
         )
         wheels = sorted(download_dir.glob("[Rr]esemblyzer-0.1.4-*.whl"))
         if done.returncode != 0 or not wheels:
