@@ -10,7 +10,7 @@ import soundfile as sf
 from tests.conftest import TINY_CORPUS
 
 from speakerid.data.corpora import SyntheticCorpus, VoxCelebCorpus, synthetic
-from speakerid.data.corpora.espeak import make_data_dir
+from speakerid.data.corpora.espeak import Espeak, make_data_dir, variant_file, voice_name
 from speakerid.data.trials import read_trials
 from speakerid.errors import CorpusError
 
@@ -97,6 +97,23 @@ def test_an_utterance_does_not_depend_on_what_was_spoken_before(tmp_path: Path) 
     assert (tmp_path / "first" / probe.path).read_bytes() == (
         tmp_path / "again" / probe.path
     ).read_bytes()
+
+
+def test_more_speakers_than_espeak_lists_voices(tmp_path: Path) -> None:
+    """espeak-ng lists at most 349 voices of a data folder; a 400-speaker corpus still speaks
+    with every variant, the last one included, and each variant still changes the voice."""
+    variants = {
+        f"v{i}": variant_file(
+            f"v{i}", "male", (60 + i % 150, 100), [(1, 80 + i % 60, 100)], 0, 0, 0, 0
+        )
+        for i in range(400)
+    }
+    tts = Espeak(make_data_dir(tmp_path, ["en", "de"], variants))
+    first = tts.synthesize("hello world", voice_name("en", "v0"), rate=170)
+    last = tts.synthesize("hello world", voice_name("de", "v399"), rate=170)
+    other = tts.synthesize("hello world", voice_name("en", "v149"), rate=170)
+    assert len(first) and len(last)
+    assert len(first) != len(other) or not np.array_equal(first, other)
 
 
 def test_existing_corpus_with_other_settings_is_refused(tiny_corpus: SyntheticCorpus) -> None:

@@ -2,7 +2,9 @@
 
 libespeak-ng keeps global state, so each process owns one :class:`Espeak`. Speakers are custom
 voice-variant files written into a private copy of the data folder that holds only the languages
-in use (espeak-ng refuses data folders with more than 349 voices).
+in use. espeak-ng lists at most 349 voices of a data folder, and the variants count: with more
+speakers the language voices fall off the list, so voices are named by their language file's
+path (``gmw/en+<variant>``), which espeak-ng loads without the list.
 """
 
 import ctypes
@@ -32,6 +34,12 @@ _SHARED_FILES = ("phondata", "phonindex", "phontab", "intonations")
 _Callback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
+
+
+def voice_name(language: str, variant: str) -> str:
+    """The name that selects ``language`` (a key of :data:`LANGUAGE_FILES`) with a variant file:
+    by the language file's path, which works with any number of variants in the data folder."""
+    return f"{LANGUAGE_FILES[language][0]}+{variant}"
 
 
 def make_data_dir(dst: Path, languages: Sequence[str], variants: Mapping[str, str]) -> Path:

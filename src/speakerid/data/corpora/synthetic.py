@@ -23,7 +23,13 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from speakerid.data.corpora.channel import random_channel
-from speakerid.data.corpora.espeak import LANGUAGE_FILES, Espeak, make_data_dir, variant_file
+from speakerid.data.corpora.espeak import (
+    LANGUAGE_FILES,
+    Espeak,
+    make_data_dir,
+    variant_file,
+    voice_name,
+)
 from speakerid.data.corpora.sentences import SentenceGenerator
 from speakerid.data.corpora.voxceleb import VoxCelebCorpus
 from speakerid.data.manifest import Manifest
@@ -265,7 +271,7 @@ def _plan_jobs(p: dict, voices: list[_Voice]) -> tuple[list[_Job], list[int]]:
             jobs.append(
                 _Job(
                     path=f"wav/{v.speaker}/session{session + 1:02d}/{u // n_sessions + 1:05d}.wav",
-                    voice=f"{v.language}+{v.speaker}",
+                    voice=voice_name(v.language, v.speaker),
                     rate=rate,
                     pitch=int(50 + rng.uniform(-6, 6)),
                     range_=int(50 + rng.uniform(-8, 8)),
