@@ -10,7 +10,13 @@ import soundfile as sf
 from tests.conftest import TINY_CORPUS
 
 from speakerid.data.corpora import SyntheticCorpus, VoxCelebCorpus, synthetic
-from speakerid.data.corpora.espeak import Espeak, make_data_dir, variant_file, voice_name
+from speakerid.data.corpora.espeak import (
+    LANGUAGE_FILES,
+    Espeak,
+    make_data_dir,
+    variant_file,
+    voice_name,
+)
 from speakerid.data.trials import read_trials
 from speakerid.errors import CorpusError
 
@@ -108,9 +114,11 @@ def test_more_speakers_than_espeak_lists_voices(tmp_path: Path) -> None:
         )
         for i in range(400)
     }
-    tts = Espeak(make_data_dir(tmp_path, ["en", "de"], variants))
+    tts = Espeak(make_data_dir(tmp_path, list(LANGUAGE_FILES), variants))
     first = tts.synthesize("hello world", voice_name("en", "v0"), rate=170)
     last = tts.synthesize("hello world", voice_name("de", "v399"), rate=170)
+    for language in LANGUAGE_FILES:
+        assert len(tts.synthesize("hello world", voice_name(language, "v200"), rate=170))
     other = tts.synthesize("hello world", voice_name("en", "v149"), rate=170)
     assert len(first) and len(last)
     assert len(first) != len(other) or not np.array_equal(first, other)

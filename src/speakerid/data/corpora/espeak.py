@@ -4,7 +4,7 @@ libespeak-ng keeps global state, so each process owns one :class:`Espeak`. Speak
 voice-variant files written into a private copy of the data folder that holds only the languages
 in use. espeak-ng lists at most 349 voices of a data folder, and the variants count: with more
 speakers the language voices fall off the list, so voices are named by their language file's
-path (``gmw/en+<variant>``), which espeak-ng loads without the list.
+path in lower case (``gmw/en-us+<variant>``), which espeak-ng loads without the list.
 """
 
 import ctypes
@@ -39,7 +39,7 @@ _Callback = ctypes.CFUNCTYPE(
 def voice_name(language: str, variant: str) -> str:
     """The name that selects ``language`` (a key of :data:`LANGUAGE_FILES`) with a variant file:
     by the language file's path, which works with any number of variants in the data folder."""
-    return f"{LANGUAGE_FILES[language][0]}+{variant}"
+    return f"{LANGUAGE_FILES[language][0].lower()}+{variant}"
 
 
 def make_data_dir(dst: Path, languages: Sequence[str], variants: Mapping[str, str]) -> Path:
@@ -60,9 +60,9 @@ def make_data_dir(dst: Path, languages: Sequence[str], variants: Mapping[str, st
     for name in (*_SHARED_FILES, *dicts):
         os.symlink(src / name, data / name)
     for lang in languages:
-        rel = LANGUAGE_FILES[lang][0]
+        rel = LANGUAGE_FILES[lang][0]  # espeak-ng looks up voice paths in lower case
         (data / "lang" / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src / "lang" / rel, data / "lang" / rel)
+        shutil.copyfile(src / "lang" / rel, data / "lang" / rel.lower())
     for name, text in variants.items():
         (data / "voices" / "!v" / name).write_text(text)
     return data
