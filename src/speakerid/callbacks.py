@@ -11,6 +11,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from speakerid.data.samplers import ResumableLoader
 from speakerid.data.shards import ShardLoader
+from speakerid.errors import ConfigError
 from speakerid.utils.io import atomic_path
 from speakerid.utils.loggers import code_version
 
@@ -96,3 +97,65 @@ class RandomState(L.Callback):
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class AverageLastEpochs(L.Callback):
+    """Averages the weights at the end of the last ``num`` training epochs (WeSpeaker's
+    ``average_model.py --num 10`` over its last ten per-epoch models) and writes them as
+    ``<dirpath>/<filename>.ckpt``, a full checkpoint (config and thresholds like any other);
+    the system keeps the averaged weights, so testing and export use them
+    (``test_ckpt: averaged`` tests that file).
+
+    The running sum is part of the callback's checkpoint state: a run resumed from
+    ``last.ckpt`` averages exactly the epochs an unbroken run would. Integer buffers (batch-norm
+    counters) come from the last epoch. With fewer epochs than ``num`` every epoch counts.
+    """
+
+    def __init__(self, num: int = 10, dirpath: str = "checkpoints", filename: str = "averaged"):
+        if num < 1:
+            raise ValueError(f"AverageLastEpochs: num must be >= 1, got {num}")
+        self.num, self.dirpath, self.filename = num, dirpath, filename
+        self.total: dict[str, torch.Tensor] | None = None
+        self.epochs: list[int] = []
+
+    @property
+    def path(self) -> str:
+        return f"{self.dirpath}/{self.filename}.ckpt"
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.max_epochs is None or trainer.max_epochs < 1:
+            raise ConfigError(
+                "callbacks.average: averaging the last epochs needs trainer.max_epochs"
+            )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch < trainer.max_epochs - self.num:
+            return
+        weights = pl_module.state_dict()
+        state = {k: v.detach().float().cpu() for k, v in weights.items() if v.is_floating_point()}
+        if self.total is None:
+            self.total = state
+        else:
+            for k, v in state.items():
+                self.total[k] += v
+        self.epochs.append(trainer.current_epoch)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.total is None:
+            return
+        current = pl_module.state_dict()
+        averaged = {k: (self.total[k] / len(self.epochs)).to(current[k].dtype) for k in self.total}
+        pl_module.load_state_dict({**current, **averaged})
+        trainer.save_checkpoint(self.path)
+        log.info(
+            "averaged epochs %s (%d) into %s",
+            [e + 1 for e in self.epochs],
+            len(self.epochs),
+            self.path,
+        )
+
+    def state_dict(self) -> dict:
+        return {"total": self.total, "epochs": list(self.epochs)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total, self.epochs = state.get("total"), list(state.get("epochs", []))

@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from speakerid.callbacks import nonfinite_weights
+from speakerid.callbacks import AverageLastEpochs, nonfinite_weights
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, save_thresholds
@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured system, then test it (``test_ckpt``); return the logged metrics."""
     check_settings(cfg)
-    if cfg.test and cfg.test_ckpt not in ("best", "last"):
-        raise ConfigError(f"test_ckpt must be 'best' or 'last', got {cfg.test_ckpt!r}")
+    _say_if_generated_augmentation(cfg)
+    if cfg.test and cfg.test_ckpt not in ("best", "last", "averaged"):
+        raise ConfigError(f"test_ckpt must be best, last or averaged, got {cfg.test_ckpt!r}")
     L.seed_everything(cfg.seed, workers=True)
     # the data module restores the training loader's position itself (speakerid.data.samplers)
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
@@ -57,6 +58,39 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def generated_augmentation(node) -> list[str]:
+    """The steps of an augmentation config that generate their noise or rooms instead of reading
+    MUSAN / RIRS_NOISES (``root: null``), and the synthetic channel."""
+    if isinstance(node, DictConfig | dict):
+        target = str(node.get("_target_", ""))
+        own = []
+        if target.endswith(("Reverb", "AdditiveNoise")) and node.get("root") is None:
+            own = [f"{target.rsplit('.', 1)[-1]} (root=null)"]
+        elif target.endswith("ChannelAugment"):
+            own = ["ChannelAugment"]
+        return own + [g for v in node.values() for g in generated_augmentation(v)]
+    if isinstance(node, list | tuple) or OmegaConf.is_list(node):
+        return [g for v in node for g in generated_augmentation(v)]
+    return []
+
+
+def _say_if_generated_augmentation(cfg: DictConfig) -> None:
+    """A real corpus trained with generated noise only says so first: the published recipes
+    use MUSAN and RIRS_NOISES."""
+    corpus = str(cfg.data.get("corpus", {}).get("_target_", ""))
+    if corpus.endswith("SyntheticCorpus"):
+        return
+    generated = generated_augmentation(cfg.data.get("augment")) + generated_augmentation(
+        cfg.system.get("wave_augment")
+    )
+    if generated:
+        log.warning(
+            "this run augments a real corpus with generated noise/rooms only (%s): set the "
+            "MUSAN / RIRS_NOISES roots (docs/corpora.md) to train as the published recipes do",
+            ", ".join(dict.fromkeys(generated)),
+        )
+
+
 def with_counted_speakers(cfg: DictConfig, datamodule) -> DictConfig:
     """The run's config with ``data.num_speakers: null`` resolved to the data's training classes
     (a new config: the loss heads, the stored config and the loggers all see the count)."""
@@ -86,9 +120,15 @@ def init_backbone(system, ckpt_path: str) -> None:
 
 
 def _test_checkpoint(trainer: L.Trainer, choice: str) -> str | None:
-    """Path of the checkpoint to test: ``best`` by the monitored metric, or None (final weights)."""
+    """Path of the checkpoint to test: ``best`` by the monitored metric, ``averaged`` (the
+    average of the last epochs), or None (final weights)."""
     if choice == "last":
         return None
+    if choice == "averaged":
+        averaging = [c for c in trainer.callbacks if isinstance(c, AverageLastEpochs)]
+        if not averaging:
+            raise ConfigError("test_ckpt=averaged needs callbacks.average (AverageLastEpochs)")
+        return averaging[0].path
     monitored = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor]
     if not monitored or not monitored[0]:
         raise ConfigError("test_ckpt=best needs a model_checkpoint callback with a monitor")

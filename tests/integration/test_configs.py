@@ -66,7 +66,8 @@ def test_experiments_compose_with_their_own_values(experiment: str) -> None:
     if experiment.startswith("enhance_"):  # experiments of speakerid-enhance
         cfg = compose_config("enhance", [f"experiment={experiment}", "data.store=x"])
     else:
-        extra = ["init_from=x.ckpt"] if experiment == "deep_speaker_triplet" else []
+        two_stage = experiment == "deep_speaker_triplet" or experiment.endswith("_lm")
+        extra = ["init_from=x.ckpt"] if two_stage else []
         cfg = compose_config("train", [f"experiment={experiment}", *extra])
     values, overrides = _own_values(CONF / "experiment" / f"{experiment}.yaml")
     for key, value in values:
@@ -90,16 +91,23 @@ def test_every_training_experiment_takes_a_step(
 ) -> None:
     """Its own front end, backbone (full size), head and sampler, on the tiny corpus."""
     overrides = [f"experiment={experiment}", *tiny_overrides(tiny_data_dir, tmp_path)]
-    if experiment == "deep_speaker_triplet":
+    if experiment == "deep_speaker_triplet" or experiment.endswith("_lm"):
         overrides.append("init_from=null")  # the two-stage wiring has its own test
     cfg = compose_config("train", overrides)
     if cfg.data.sampler is not None:
         cfg.data.sampler.speakers, cfg.data.sampler.utterances = 2, 2
-    system = instantiate(cfg.system)
+    if cfg.data.speed_classes:  # speed-perturbed classes: the head is sized from the data
+        cfg.data.num_speakers = None
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
+    cfg.data.num_speakers = len(datamodule.speakers)
+    system = instantiate(cfg.system)
     batch = next(iter(datamodule.train_dataloader()))
-    out = system.loss(system(batch.wav, batch.lengths), batch.labels)
+    wav, lengths, labels = batch.wav, batch.lengths, batch.labels
+    if system.wave_augment is not None:  # augmented copies concatenated to the batch
+        wav, lengths, labels = system._augment_batch(wav, lengths, labels)
+        assert len(wav) == len(labels) == 5 * len(batch.wav)
+    out = system.loss(system(wav, lengths), labels)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
     grads = [p.grad for p in system.backbone.parameters() if p.requires_grad]

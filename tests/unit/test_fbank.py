@@ -7,22 +7,26 @@ from torchaudio.compliance.kaldi import fbank
 from speakerid.features import KaldiFbank
 
 
-def _reference(wav: torch.Tensor, num_mels: int) -> torch.Tensor:
+def _reference(wav: torch.Tensor, num_mels: int, window: str = "povey") -> torch.Tensor:
     return fbank(
-        wav.unsqueeze(0) * 32768, num_mel_bins=num_mels, sample_frequency=16000, dither=0.0
+        wav.unsqueeze(0) * 32768,
+        num_mel_bins=num_mels,
+        sample_frequency=16000,
+        dither=0.0,
+        window_type=window,
     )
 
 
-@pytest.mark.parametrize("num_mels", [40, 80])
-def test_matches_kaldi_per_utterance_in_a_padded_batch(num_mels: int) -> None:
+@pytest.mark.parametrize(("num_mels", "window"), [(40, "povey"), (80, "povey"), (80, "hamming")])
+def test_matches_kaldi_per_utterance_in_a_padded_batch(num_mels: int, window: str) -> None:
     torch.manual_seed(0)
     lengths = torch.tensor([16000, 9000, 4321])
     wav = torch.zeros(3, 16000)
     for i, n in enumerate(lengths):
         wav[i, :n] = torch.randn(n) * 0.1
-    feats, frames = KaldiFbank(num_mels=num_mels, mean_norm=False)(wav, lengths)
+    feats, frames = KaldiFbank(num_mels=num_mels, mean_norm=False, window=window)(wav, lengths)
     for i, n in enumerate(lengths):
-        ref = _reference(wav[i, :n], num_mels)
+        ref = _reference(wav[i, :n], num_mels, window)
         assert frames[i] == ref.shape[0]
         torch.testing.assert_close(feats[i, : frames[i]], ref, atol=2e-3, rtol=1e-4)
         assert feats[i, frames[i] :].abs().sum() == 0  # padding stays zero
@@ -53,3 +57,23 @@ def test_dither_only_in_training() -> None:
     torch.testing.assert_close(front_end(wav, lengths)[0], front_end(wav, lengths)[0])
     front_end.train()
     assert not torch.equal(front_end(wav, lengths)[0], front_end(wav, lengths)[0])
+
+
+def test_speechbrain_fbank_is_speechbrains_with_sentence_mean_norm() -> None:
+    """SpeechbrainFbank against speechbrain's own Fbank + InputNormalization, one at a time."""
+    from speechbrain.lobes.features import Fbank
+    from speechbrain.processing.features import InputNormalization
+
+    from speakerid.features import SpeechbrainFbank
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([16000, 11200])
+    wav = torch.zeros(2, 16000)
+    for i, n in enumerate(lengths):
+        wav[i, :n] = torch.randn(n) * 0.1
+    feats, frames = SpeechbrainFbank()(wav, lengths)
+    reference, norm = Fbank(n_mels=80), InputNormalization(norm_type="sentence", std_norm=False)
+    for i, n in enumerate(lengths):
+        ref = norm(reference(wav[i : i + 1, :n]), torch.ones(1))[0]
+        assert frames[i] == ref.shape[0]
+        torch.testing.assert_close(feats[i, : frames[i]], ref, atol=1e-4, rtol=1e-4)

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from speakerid.backbones import AudioEncoder, AudioEncoderRaw, ResCnn, ResNet18, ResNet34, XVector
+from speakerid.backbones import (
+    AudioEncoder,
+    AudioEncoderRaw,
+    CamPlusPlus,
+    ResCnn,
+    ResNet18,
+    ResNet34,
+    XVector,
+)
 from speakerid.data.samplers import SpeakerBatchSampler
 from speakerid.features import EnergyVad, KaldiFbank, LogMel, SpectrogramImage, SplVad, VadFrontEnd
 
@@ -21,6 +29,7 @@ def test_parameter_counts_match_the_originals() -> None:
     assert abs(_count(ResNet18()) - 11.18e6) / 11.18e6 < 0.01  # torchvision's, without fc
     assert abs(_count(ResNet34()) - 6.63e6) / 6.63e6 < 0.02  # WeSpeaker ResNet34: ~6.6 M
     assert abs(_count(ResCnn()) - 24e6) / 24e6 < 0.02  # Deep Speaker: ~24 M
+    assert abs(_count(CamPlusPlus()) - 7.18e6) / 7.18e6 < 0.005  # CAM++ (WeSpeaker: 7.18 M)
 
 
 @pytest.mark.parametrize(
@@ -31,6 +40,9 @@ def test_parameter_counts_match_the_originals() -> None:
         functools.partial(ResCnn, num_mels=16, channels=(4, 4, 8, 8), embed_dim=12, blocks=1),
         functools.partial(ResNet34, num_mels=16, width=4, embed_dim=12),
         functools.partial(XVector, num_mels=16, channels=8, stats_channels=16, embed_dim=12),
+        functools.partial(
+            CamPlusPlus, num_mels=16, embed_dim=12, init_channels=16, growth=8, layers=(2, 2, 2)
+        ),
     ],
     ids=lambda b: b.func.__name__,
 )

@@ -1,6 +1,7 @@
 """Speaker encoders: ``(B,T,F), (B,) frames -> (B,D)``; each exposes ``embed_dim``."""
 
 from speakerid.backbones.audio_encoder import AudioEncoder, AudioEncoderRaw
+from speakerid.backbones.campplus import CamPlusPlus
 from speakerid.backbones.ecapa_tdnn import EcapaTdnn
 from speakerid.backbones.ge2e_lstm import Ge2eLstm
 from speakerid.backbones.projected import Projected
@@ -11,6 +12,7 @@ from speakerid.backbones.xvector import XVector
 __all__ = [
     "AudioEncoder",
     "AudioEncoderRaw",
+    "CamPlusPlus",
     "EcapaTdnn",
     "Ge2eLstm",
     "Projected",

@@ -65,6 +65,10 @@ def _fit(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
     return x[start : start + length]
 
 
+def _peak_normalize(x: np.ndarray) -> np.ndarray:
+    return (x / (float(np.max(np.abs(x))) + 1e-4)).astype(np.float32)
+
+
 def _peak_limit(x: np.ndarray) -> np.ndarray:
     peak = float(np.max(np.abs(x))) if len(x) else 0.0
     return (x / peak * 0.95 if peak > 0.95 else x).astype(np.float32)
@@ -81,6 +85,10 @@ class AdditiveNoise:
         babble: how many speech files are mixed together for ``speech`` (3-7 in Kaldi's recipe).
         probability: chance that a crop gets noise.
         cache_dir: where the MUSAN manifest is cached (validated once like a corpus).
+        pick: ``category``: a category uniformly, then a file of it (Kaldi); ``file``: a file
+            uniformly over all categories, so categories weigh by their file counts (WeSpeaker).
+        normalize: ``limit``: scale down only past a 0.95 peak; ``peak``: every output to peak 1
+            (WeSpeaker divides by max|x| + 1e-4).
 
     Example:
         >>> augment = AdditiveNoise(probability=1.0)  # generated noise
@@ -97,7 +105,14 @@ class AdditiveNoise:
         probability: float = 0.6,
         cache_dir: str = "data/cache",
         generated_snr: tuple[float, float] | list[float] = (5.0, 20.0),
+        pick: str = "category",
+        normalize: str = "limit",
     ) -> None:
+        if pick not in ("category", "file") or normalize not in ("limit", "peak"):
+            raise ValueError(
+                f"AdditiveNoise: pick category|file, normalize limit|peak: {pick}, {normalize}"
+            )
+        self.pick, self.normalize = pick, normalize
         self.root = root
         self.categories = dict(
             categories or {"noise": [0, 15], "music": [5, 15], "speech": [13, 20]}
@@ -123,26 +138,36 @@ class AdditiveNoise:
     def __call__(self, wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.uniform() >= self.probability:
             return wav
+        finish = _peak_limit if self.normalize == "limit" else _peak_normalize
         if self.root is None:
             noise = coloured_noise(len(wav), float(rng.uniform(0, 2)), rng)
-            return _peak_limit(_snr_mix(wav, noise, float(rng.uniform(*self.generated_snr))))
+            return finish(_snr_mix(wav, noise, float(rng.uniform(*self.generated_snr))))
         from speakerid.data.audio import read_audio
 
         files = self.files()
-        category = list(self.categories)[int(rng.integers(len(self.categories)))]
+        category = self._category(files, rng)
         count = int(rng.integers(self.babble[0], self.babble[1] + 1)) if category == "speech" else 1
         noise = np.zeros(len(wav), np.float32)
         for _ in range(count):
             path = files[category][int(rng.integers(len(files[category])))]
             noise += _fit(read_audio(path, self.sample_rate, convert=True), len(wav), rng)
         low, high = self.categories[category]
-        return _peak_limit(_snr_mix(wav, noise, float(rng.uniform(low, high))))
+        return finish(_snr_mix(wav, noise, float(rng.uniform(low, high))))
+
+    def _category(self, files: dict[str, list], rng: np.random.Generator) -> str:
+        names = list(self.categories)
+        if self.pick == "category":
+            return names[int(rng.integers(len(names)))]
+        counts = np.array([len(files[c]) for c in names], dtype=np.float64)
+        return names[int(rng.choice(len(names), p=counts / counts.sum()))]
 
 
 class Reverb:
     """Reverberation by convolution with a room impulse response: from RIRS_NOISES (simulated
     and/or real RIRs), or simulated (exponentially decaying noise, RT60 0.15-0.8 s) without a
-    folder. The RIR is energy-normalized and the output aligned on its direct path.
+    folder. The RIR is energy-normalized; the output is aligned on its direct path
+    (``align=False``: the convolution's first samples, as WeSpeaker) and peak-limited
+    (``normalize="peak"``: every output to peak 1, as WeSpeaker).
 
     Example:
         >>> augment = Reverb(probability=1.0)
@@ -157,7 +182,12 @@ class Reverb:
         sample_rate: int = 16000,
         probability: float = 0.5,
         cache_dir: str = "data/cache",
+        align: bool = True,
+        normalize: str = "limit",
     ) -> None:
+        if normalize not in ("limit", "peak"):
+            raise ValueError(f"Reverb: normalize limit|peak, got {normalize!r}")
+        self.align, self.normalize = align, normalize
         self.root = root
         self.categories = list(categories)
         self.sample_rate = sample_rate
@@ -189,9 +219,9 @@ class Reverb:
         if rng.uniform() >= self.probability:
             return wav
         rir = self.rir(rng)
-        delay = int(np.argmax(np.abs(rir)))
+        delay = int(np.argmax(np.abs(rir))) if self.align else 0
         out = signal.oaconvolve(wav, rir)[delay : delay + len(wav)]
-        return _peak_limit(out)
+        return _peak_limit(out) if self.normalize == "limit" else _peak_normalize(out)
 
 
 class SpeedPerturb:
@@ -213,6 +243,29 @@ class SpeedPerturb:
         up, down = 100, round(100 * factor)  # playing 'factor' times faster
         out = signal.resample_poly(wav, up, down).astype(np.float32)
         return _fit(out, len(wav), rng) if len(out) >= len(wav) else np.resize(out, len(wav))
+
+
+class OneOf:
+    """With ``probability``, one of several augmentations, chosen uniformly (WeSpeaker's
+    ``add_reverb_noise``: reverberation or noise, ``aug_prob`` 0.6); the steps' own
+    probabilities still apply (set them to 1.0 for the WeSpeaker chain).
+
+    Example:
+        >>> one = OneOf([Reverb(probability=1.0), AdditiveNoise(probability=1.0)], probability=1.0)
+        >>> one(np.ones(1600, np.float32) * 0.1, np.random.default_rng(0)).shape
+        (1600,)
+    """
+
+    def __init__(self, steps: list, probability: float = 1.0) -> None:
+        if not steps:
+            raise ValueError("OneOf needs at least one augmentation")
+        self.steps = list(steps)
+        self.probability = probability
+
+    def __call__(self, wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.uniform() >= self.probability:
+            return wav
+        return self.steps[int(rng.integers(len(self.steps)))](wav, rng)
 
 
 class Compose:

@@ -98,6 +98,7 @@ class SpeakerDataModule(L.LightningDataModule):
         extra_labels: Sequence[str] = (),
         speed_classes: Sequence[float] = (),
         max_speakers: int | None = None,
+        speed_mode: str = "copies",
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or crop_seconds <= 0:
@@ -105,6 +106,8 @@ class SpeakerDataModule(L.LightningDataModule):
                 "data.batch_size >= 1, data.num_workers >= 0 and data.crop_seconds > 0, got "
                 f"{batch_size}, {num_workers}, {crop_seconds}"
             )
+        if speed_mode not in ("copies", "random"):
+            raise ConfigError(f"data.speed_mode: copies or random, got {speed_mode!r}")
         if any(f <= 0 or f == 1.0 for f in speed_classes):
             raise ConfigError(f"data.speed_classes: factors other than 1.0, got {speed_classes}")
         if iden_resplit is not None and (
@@ -133,6 +136,7 @@ class SpeakerDataModule(L.LightningDataModule):
         self.iden_resplit = None if iden_resplit is None else [float(f) for f in iden_resplit]
         self.extra_labels = list(extra_labels)
         self.speed_classes = [float(f) for f in speed_classes]
+        self.speed_mode = speed_mode
         self.max_speakers = max_speakers
         # what setup() finds
         self.manifest: Manifest | None = None
@@ -168,7 +172,12 @@ class SpeakerDataModule(L.LightningDataModule):
         )
         for name, vocab in self.label_vocab.items():
             log.info("label %s: %s", name, ", ".join(vocab))
-        if self.speed_classes:
+        if self.speed_classes and self.speed_mode == "random":  # classes only; speeds per crop
+            n = len(self.speakers)
+            self.speakers = self.speakers + [
+                f"{s}@speed{f}" for f in self.speed_classes for s in self.speakers[:n]
+            ]
+        elif self.speed_classes:
             self.train_rows, self._train_labels, self._train_speeds, self.speakers = (
                 with_speed_classes(
                     self.train_rows, self._train_labels, self.speakers, self.speed_classes
@@ -190,6 +199,13 @@ class SpeakerDataModule(L.LightningDataModule):
             f"{len(self.val_trials.labels)} trials" if self.val_trials else "none",
             f"{len(self.test_trials.labels)} trials" if self.test_trials else "none",
         )
+
+    def _random_speeds(self) -> dict:
+        """CropDataset's arguments for ``speed_mode=random`` (WeSpeaker's speed perturbation)."""
+        if not (self.speed_classes and self.speed_mode == "random"):
+            return {}
+        factors = [1.0, *self.speed_classes]
+        return {"random_speeds": factors, "speed_class_offset": len(self.speakers) // len(factors)}
 
     def _held_out_splits(self, where, fitting: bool) -> set[str]:
         """Test trials (listed or generated), then the training speakers (``speakers``; their
@@ -241,6 +257,11 @@ class SpeakerDataModule(L.LightningDataModule):
                     "data.shards streams shuffled utterances with speaker labels: it cannot be "
                     "combined with data.iden_split, data.sampler or data.extra_labels"
                 )
+            if self.speed_classes:
+                raise ConfigError(
+                    "data.shards does not speed-perturb: set data.speed_classes=[] (or train "
+                    "from the files)"
+                )
             speaker_class = {s: i for i, s in enumerate(self.speakers)}
             self._train_loader = shard_loader(
                 self.shards,
@@ -262,6 +283,7 @@ class SpeakerDataModule(L.LightningDataModule):
                 self.sample_rate,
                 self.augment,
                 self._train_speeds,
+                **self._random_speeds(),
             )
             speakers = labels if labels.ndim == 1 else labels[:, 0]
             self._train_loader = file_loader(

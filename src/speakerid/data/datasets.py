@@ -39,6 +39,10 @@ class CropDataset(Dataset):
         augment: ``(wav, rng) -> wav`` applied to each crop, or None.
         speeds: per file, a speed factor applied to its crops (files listed again with another
             factor become new speaker classes: Kaldi's speed-perturbed copies), or None.
+        random_speeds: instead, each crop draws its speed from these factors (uniformly), and
+            factor ``k`` shifts the speaker class by ``k * speed_class_offset`` (WeSpeaker's
+            speed perturbation: every file once per epoch, three times the classes).
+        speed_class_offset: the number of speakers, with ``random_speeds``.
     """
 
     def __init__(
@@ -50,7 +54,11 @@ class CropDataset(Dataset):
         sample_rate: int,
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         speeds: Sequence[float] | None = None,
+        random_speeds: Sequence[float] = (),
+        speed_class_offset: int = 0,
     ) -> None:
+        if speeds is not None and len(random_speeds):
+            raise ValueError("CropDataset: per-file speeds or random speeds, not both")
         self.paths = list(paths)
         self.num_samples = np.asarray(num_samples, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -58,6 +66,8 @@ class CropDataset(Dataset):
         self.sample_rate = sample_rate
         self.augment = augment
         self.speeds = None if speeds is None else np.asarray(speeds, dtype=np.float64)
+        self.random_speeds = [float(f) for f in random_speeds]
+        self.speed_class_offset = speed_class_offset
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -67,7 +77,10 @@ class CropDataset(Dataset):
             index, rng = item[0], np.random.default_rng(item[1])
         else:  # a plain sampler: draws from torch's (worker-seeded) RNG
             index, rng = item, np.random.default_rng(int(torch.randint(2**62, ())))
-        speed = 1.0 if self.speeds is None else float(self.speeds[index])
+        speed, shift = 1.0 if self.speeds is None else float(self.speeds[index]), 0
+        if self.random_speeds:
+            k = int(rng.integers(len(self.random_speeds)))
+            speed, shift = self.random_speeds[k], k * self.speed_class_offset
         crop = round(self.crop_samples * speed)  # read this much, then play it ``speed`` x faster
         total = int(self.num_samples[index])
         if total >= crop:
@@ -81,7 +94,12 @@ class CropDataset(Dataset):
         if self.augment is not None:
             wav = self.augment(wav, rng)
         label = self.labels[index]
-        return wav, int(label) if label.ndim == 0 else label, index
+        if label.ndim == 0:
+            return wav, int(label) + shift, index
+        if shift:
+            label = label.copy()
+            label[0] += shift
+        return wav, label, index
 
 
 class UtteranceDataset(Dataset):

@@ -3,7 +3,7 @@
 from speakerid.features.augment import MelNoise, SpecAugment
 from speakerid.features.fbank import KaldiFbank
 from speakerid.features.ge2e import Ge2eMel
-from speakerid.features.spectral import LogMel, Mfcc, SpectrogramImage, Waveform
+from speakerid.features.spectral import LogMel, Mfcc, SpectrogramImage, SpeechbrainFbank, Waveform
 from speakerid.features.vad import EnergyVad, SplVad, VadFrontEnd
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "Mfcc",
     "SpecAugment",
     "SpectrogramImage",
+    "SpeechbrainFbank",
     "SplVad",
     "VadFrontEnd",
     "Waveform",

@@ -6,6 +6,12 @@ from torchaudio.compliance.kaldi import get_mel_banks
 
 from speakerid.utils.masks import real_frames
 
+_WINDOWS = {  # Kaldi's window functions (feature-window.cc), symmetric
+    "povey": lambda n: torch.hann_window(n, periodic=False, dtype=torch.float64).pow(0.85),
+    "hamming": lambda n: torch.hamming_window(n, periodic=False, dtype=torch.float64),
+    "hanning": lambda n: torch.hann_window(n, periodic=False, dtype=torch.float64),
+}
+
 
 class KaldiFbank(nn.Module):
     """Log mel filterbank energies as Kaldi's ``compute-fbank-feats`` computes them.
@@ -27,6 +33,7 @@ class KaldiFbank(nn.Module):
         frame_norm: normalize each frame across its bins (zero mean, unit variance), as Deep
             Speaker does; applied after ``mean_norm``.
         int16_scale: scale [-1, 1] input to the int16 range first, as Kaldi and WeSpeaker do.
+        window: ``povey`` (Kaldi's default), ``hamming`` (WeSpeaker's) or ``hanning``.
 
     Example:
         >>> fbank = KaldiFbank(num_mels=80)
@@ -48,8 +55,13 @@ class KaldiFbank(nn.Module):
         mean_norm: bool = True,
         int16_scale: bool = True,
         frame_norm: bool = False,
+        window: str = "povey",
     ) -> None:
         super().__init__()
+        if window not in _WINDOWS:
+            raise ValueError(
+                f"KaldiFbank: window must be one of {sorted(_WINDOWS)}, not {window!r}"
+            )
         self.num_mels = num_mels
         self.window_size = int(sample_rate * frame_length_ms / 1000)
         self.shift = int(sample_rate * frame_shift_ms / 1000)
@@ -59,7 +71,7 @@ class KaldiFbank(nn.Module):
         self.mean_norm = mean_norm
         self.frame_norm = frame_norm
         self.scale = 32768.0 if int16_scale else 1.0
-        window = torch.hann_window(self.window_size, periodic=False, dtype=torch.float64).pow(0.85)
+        window = _WINDOWS[window](self.window_size)
         banks, _ = get_mel_banks(
             num_mels, self.n_fft, float(sample_rate), low_freq, high_freq, 100.0, -500.0, 1.0
         )

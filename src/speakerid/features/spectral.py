@@ -53,6 +53,37 @@ class LogMel(nn.Module):
         return _masked(feats, frames), frames
 
 
+class SpeechbrainFbank(nn.Module):
+    """SpeechBrain's log mel filterbank (``speechbrain.lobes.features.Fbank``: 25 ms Hamming
+    window, 10 ms hop, centred frames, 0 to Nyquist, 80 dB dynamic range) with SpeechBrain's
+    sentence mean normalization (``InputNormalization(norm_type="sentence", std_norm=False)``:
+    each utterance minus the mean of its own frames), as SpeechBrain's VoxCeleb ECAPA recipe.
+
+    Example:
+        >>> feats, frames = SpeechbrainFbank()(torch.randn(2, 16000), torch.tensor([16000, 8000]))
+        >>> feats.shape, frames.tolist()
+        (torch.Size([2, 101, 80]), [101, 51])
+    """
+
+    def __init__(self, sample_rate: int = 16000, num_mels: int = 80, mean_norm: bool = True):
+        super().__init__()
+        from speechbrain.lobes.features import Fbank
+
+        self.num_mels = num_mels
+        self.mean_norm = mean_norm
+        self.hop_length = sample_rate // 100
+        self.fbank = Fbank(sample_rate=sample_rate, n_mels=num_mels, left_frames=0, right_frames=0)
+
+    def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        feats = self.fbank(wav.float())  # (B,T,F)
+        frames = (lengths.to(feats.device) // self.hop_length + 1).clamp(max=feats.shape[1])
+        if self.mean_norm:
+            mask = real_frames(frames, feats.shape[1])[..., None]
+            mean = (feats * mask).sum(1, keepdim=True) / frames.clamp_min(1)[:, None, None]
+            feats = feats - mean
+        return _masked(feats, frames), frames
+
+
 class Mfcc(nn.Module):
     """MFCCs (torchaudio's, DCT-II of log mel energies), with per-utterance mean normalization;
     ``num_mels`` is the number of coefficients (the features' size F), ``num_filters`` the bank's.

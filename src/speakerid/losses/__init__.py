@@ -2,7 +2,7 @@
 
 from speakerid.losses.aam_softmax import AamSoftmax
 from speakerid.losses.center import ContrastiveCenter
-from speakerid.losses.margins import AmSoftmax, MarginWarmup
+from speakerid.losses.margins import AmSoftmax, MarginSchedule, MarginWarmup
 from speakerid.losses.metric import AngularPrototypical, Ge2e, Triplet
 from speakerid.losses.multitask import MultiTask
 from speakerid.losses.softmax import Softmax
@@ -24,6 +24,7 @@ __all__ = [
     "DomainAdaptation",
     "Ge2e",
     "Mae",
+    "MarginSchedule",
     "MarginWarmup",
     "Mse",
     "MultiTask",

@@ -1,6 +1,8 @@
 """Margin softmax heads beside AAM: additive margin (CosFace / AM-softmax), and the margin
 warm-up callback for margin heads."""
 
+import math
+
 import lightning as L
 from speechbrain.nnet.losses import AngularMargin
 
@@ -65,3 +67,73 @@ class MarginWarmup(L.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.target = state.get("target")
+
+
+class MarginSchedule(L.Callback):
+    """WeSpeaker's ``MarginScheduler``, by epochs: the margin is ``initial`` until epoch
+    ``increase_start_epoch``, rises to the head's configured margin by ``fix_start_epoch``
+    (epochs counted from 1, as there), then stays. ``increase_type="exp"`` rises fast first:
+    ``1 - exp(t * ln(1e-3))`` of the way at fraction ``t`` of the rise (WeSpeaker's curve);
+    ``linear`` evenly. Set per optimizer step from the global step, so a resumed run continues
+    exactly where it stopped.
+
+    Example (WeSpeaker's VoxCeleb recipe, 0 -> 0.2 between epochs 20 and 40):
+        >>> m = MarginSchedule(0.0, increase_start_epoch=20, fix_start_epoch=40, final=0.2)
+        >>> [round(m.margin_at(epoch=e), 3) for e in (0, 19, 24, 29, 39, 60)]
+        [0.0, 0.0, 0.164, 0.194, 0.2, 0.2]
+    """
+
+    def __init__(
+        self,
+        initial: float = 0.0,
+        increase_start_epoch: int = 20,
+        fix_start_epoch: int = 40,
+        increase_type: str = "exp",
+        final: float | None = None,
+    ) -> None:
+        if increase_type not in ("exp", "linear"):
+            raise ValueError(f"increase_type must be exp or linear, not {increase_type!r}")
+        if fix_start_epoch < increase_start_epoch:
+            raise ValueError("fix_start_epoch must not come before increase_start_epoch")
+        self.initial = initial
+        self.increase_start_epoch = increase_start_epoch
+        self.fix_start_epoch = fix_start_epoch
+        self.increase_type = increase_type
+        self.final = final  # None: the head's configured margin, read when fitting starts
+        self._steps_per_epoch = 1.0
+
+    def margin_at(self, epoch: float) -> float:
+        """The margin after ``epoch`` (fractional) completed epochs."""
+        if self.final is None:
+            raise RuntimeError("MarginSchedule has not seen its head yet")
+        start, fix = self.increase_start_epoch - 1, self.fix_start_epoch - 1
+        if epoch >= fix:
+            return self.final
+        if epoch < start:
+            return self.initial
+        t = (epoch - start) / (fix - start)
+        if self.increase_type == "exp":
+            t = 1.0 - math.exp(t * math.log(1e-3 / (1.0 + 1e-6)))
+        return self.initial + (self.final - self.initial) * t
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        head = pl_module.loss
+        if not isinstance(head, MarginHead):
+            name = type(head).__name__
+            raise TypeError(
+                f"MarginSchedule needs a margin head (AamSoftmax, AmSoftmax), not {name}"
+            )
+        if self.final is None:
+            self.final = float(head.margin)
+        if trainer.max_epochs is None or trainer.max_epochs < 1:
+            raise ValueError("MarginSchedule counts epochs: set trainer.max_epochs")
+        self._steps_per_epoch = max(1.0, trainer.estimated_stepping_batches / trainer.max_epochs)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        pl_module.loss.set_margin(self.margin_at(trainer.global_step / self._steps_per_epoch))
+
+    def state_dict(self) -> dict:
+        return {"final": self.final}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.final = state.get("final", self.final)

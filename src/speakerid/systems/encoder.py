@@ -48,6 +48,10 @@ class EncoderModule(L.LightningModule):
         compile_backend: the ``torch.compile`` backend (``inductor``; ``eager`` for debugging).
         feature_augment: ``(B,T,F), (B,) -> (B,T,F)`` applied to the features in training only
             (SpecAugment, noise on the mel spectrogram), on the device, or None.
+        wave_augment: a SpeechBrain ``Augmenter`` (``(B,S), (B,) relative lengths -> (B',S),
+            (B',)`` with ``replicate_labels``) applied to training batches on the device, e.g.
+            four augmented copies concatenated to the clean batch (SpeechBrain's VoxCeleb
+            recipe), or None.
     """
 
     def __init__(
@@ -61,10 +65,12 @@ class EncoderModule(L.LightningModule):
         compile_backbone: bool = False,
         compile_backend: str = "inductor",
         feature_augment: nn.Module | None = None,
+        wave_augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.features = features
         self.feature_augment = feature_augment
+        self.wave_augment = wave_augment
         self.backbone = backbone
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -99,12 +105,23 @@ class EncoderModule(L.LightningModule):
         return self.backbone(feats, frames)
 
     def training_step(self, batch: SpeakerBatch, batch_idx: int) -> Tensor:
-        out = self.loss(self(batch.wav, batch.lengths), batch.labels)
+        wav, lengths, labels = batch.wav, batch.lengths, batch.labels
+        if self.wave_augment is not None:
+            wav, lengths, labels = self._augment_batch(wav, lengths, labels)
+        out = self.loss(self(wav, lengths), labels)
         self.log("train/loss", out.loss, prog_bar=True)
         if out.logits is not None:
-            accuracy = (out.logits.argmax(dim=1) == label_column(batch.labels)).float().mean()
+            accuracy = (out.logits.argmax(dim=1) == label_column(labels)).float().mean()
             self.log("train/acc", accuracy, prog_bar=True)
         return out.loss
+
+    def _augment_batch(self, wav: Tensor, lengths: Tensor, labels: Tensor):
+        """The wave augmenter's batch (SpeechBrain's relative lengths converted both ways) and
+        the labels replicated to match it."""
+        with torch.no_grad(), torch.autocast(device_type=wav.device.type, enabled=False):
+            out, relative = self.wave_augment(wav.float(), lengths.float() / wav.shape[1])
+        lengths = (relative * out.shape[1]).round().long().clamp(1, out.shape[1])
+        return out, lengths, self.wave_augment.replicate_labels(labels)
 
     def validation_step(self, batch: SpeakerBatch, batch_idx: int) -> None:
         self._embed(batch)

@@ -40,6 +40,105 @@ class WarmupCosine:
         return {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}
 
 
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class ExponentialDecay:
+    """WeSpeaker's ``ExponentialDecrease``: per step, the rate falls exponentially from
+    ``initial_lr`` to ``final_lr`` over the run, times a warm-up coefficient that rises linearly
+    from 0 (``warm_from_zero``) over the first ``warmup_epochs``; both scaled by
+    ``world_size * batch_size / reference_batch`` (WeSpeaker's linear scaling rule, base 64).
+
+    The rate is set outright (the optimizer's configured ``lr`` is ignored), as WeSpeaker does.
+    ``epochs`` is the run's epoch count (``${trainer.max_epochs}``), so that warm-up epochs
+    become steps.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = ExponentialDecay(0.1, 0.001, warmup_epochs=1, epochs=10, batch_size=64)
+        >>> f = sched(opt, total_steps=100)["scheduler"].lr_lambdas[0]
+        >>> [round(f(s), 4) for s in (0, 5, 10, 100)]
+        [0.0, 0.0397, 0.0631, 0.001]
+    """
+
+    def __init__(
+        self,
+        initial_lr: float = 0.1,
+        final_lr: float = 5e-5,
+        warmup_epochs: float = 6,
+        warm_from_zero: bool = True,
+        epochs: int = 150,
+        batch_size: int = 64,
+        reference_batch: int | None = 64,
+    ) -> None:
+        if not 0 < final_lr <= initial_lr:
+            raise ValueError(f"need 0 < final_lr <= initial_lr, got {final_lr}, {initial_lr}")
+        self.initial_lr, self.final_lr = initial_lr, final_lr
+        self.warmup_epochs, self.warm_from_zero = warmup_epochs, warm_from_zero
+        self.epochs, self.batch_size, self.reference_batch = epochs, batch_size, reference_batch
+
+    def scale_ratio(self) -> float:
+        """WeSpeaker's ``world_size * batch_size / 64`` (1 without a reference batch)."""
+        if not self.reference_batch:
+            return 1.0
+        return _world_size() * self.batch_size / self.reference_batch
+
+    def __call__(self, optimizer: Optimizer, total_steps: int) -> dict:
+        ratio = self.scale_ratio()
+        warmup = self.warmup_epochs * total_steps / max(1, self.epochs)
+        decay = math.log(self.final_lr / self.initial_lr)
+        base = optimizer.param_groups[0]["lr"]
+
+        def rate(step: int) -> float:
+            coeff = ratio
+            if step < warmup:
+                if self.warm_from_zero:
+                    coeff = ratio * step / warmup
+                elif ratio > 1:
+                    coeff = (ratio - 1) * step / warmup + 1.0
+            return coeff * self.initial_lr * math.exp(step / total_steps * decay)
+
+        return {"scheduler": LambdaLR(optimizer, lambda s: rate(s) / base), "interval": "step"}
+
+
+class Cyclic:
+    """SpeechBrain's ``CyclicLRScheduler`` (Smith 2017, triangular): the rate climbs linearly from
+    ``base_lr`` to the optimizer's ``lr`` over ``step_size`` steps and back, cycle after cycle;
+    ``triangular2`` halves the amplitude every cycle. As in SpeechBrain, the first step runs at
+    the optimizer's configured rate (the scheduler moves the rate after each step).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+        >>> f = Cyclic(base_lr=0.0, step_size=10)(opt, total_steps=100)["scheduler"].lr_lambdas[0]
+        >>> [round(f(s), 2) for s in (0, 1, 5, 10, 15, 20)]
+        [1.0, 0.1, 0.5, 1.0, 0.5, 0.0]
+    """
+
+    def __init__(
+        self, base_lr: float = 1e-8, step_size: int = 65000, mode: str = "triangular"
+    ) -> None:
+        if mode not in ("triangular", "triangular2"):
+            raise ValueError(f"mode must be triangular or triangular2, not {mode!r}")
+        self.base_lr, self.step_size, self.mode = base_lr, step_size, mode
+
+    def __call__(self, optimizer: Optimizer, total_steps: int) -> dict:
+        del total_steps
+        max_lr = optimizer.param_groups[0]["lr"]
+
+        def factor(step: int) -> float:
+            if step == 0:
+                return 1.0
+            cycle = math.floor(1 + step / (2 * self.step_size))
+            x = abs(step / self.step_size - 2 * cycle + 1)
+            scale = 1.0 if self.mode == "triangular" else 1 / 2.0 ** (cycle - 1)
+            return (self.base_lr + (max_lr - self.base_lr) * max(0.0, 1 - x) * scale) / max_lr
+
+        return {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}
+
+
 class InverseStepClip:
     """The GE2E project's rate: ``clip(1 / step, min_lr, max_lr)`` (steps counted from 1), as a
     factor of the optimizer's configured rate, which should be ``max_lr``.
