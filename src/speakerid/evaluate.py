@@ -99,6 +99,7 @@ def evaluate(cfg: DictConfig) -> dict:
     write_json(out_dir / "eval.json", report)
     log.info("Wrote %s and %d images", out_dir / "eval.json", len(images))
     if _store_thresholds(cfg, run_cfg) and cosine is not None:
+        calibration = report.get("calibration", {}).get("cosine", {}).get("model")
         save_thresholds(
             cfg.ckpt_path,
             {
@@ -107,6 +108,7 @@ def evaluate(cfg: DictConfig) -> dict:
                 "far": cosine["threshold_far"],
                 "far_target": cosine["far_target"],
                 "trials": report["trials"],
+                **({"calibration": calibration} if calibration else {}),
             },
         )
     log_report(loggers, report, images)

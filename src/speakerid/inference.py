@@ -177,8 +177,11 @@ def embed_files(
     sample_rate: int,
     batch_size: int = 1,
     gate: SpeechGate | None = None,
-) -> Tensor:
-    """(N,D) L2-normalized embeddings of whole files (each checked by ``gate`` when given).
+    quality: bool = False,
+) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    """(N,D) L2-normalized embeddings of whole files (each checked by ``gate`` when given);
+    with ``quality``, also each file's embedding norm before normalization and its samples
+    (the quality measures of :mod:`speakerid.scoring.calibration`).
 
     With ``batch_size`` > 1 files of similar length share a batch; the backbone's convolutions
     then see the zero padding of the shorter ones, so 1 (the default) is exact.
@@ -186,16 +189,22 @@ def embed_files(
     wavs = [read_for_model(p, sample_rate, gate) for p in paths]
     order = sorted(range(len(wavs)), key=lambda i: -len(wavs[i]))
     out: list[Tensor] = [torch.empty(0)] * len(wavs)
+    norms = torch.zeros(len(wavs), dtype=torch.float64)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         lengths = torch.tensor([len(wavs[i]) for i in chunk])
         batch = torch.zeros(len(chunk), int(lengths.max()))
         for row, i in enumerate(chunk):
             batch[row, : len(wavs[i])] = torch.from_numpy(wavs[i])
-        embeddings = torch.nn.functional.normalize(system(batch, lengths).float(), dim=1)
+        raw = system(batch, lengths).float()
+        embeddings = torch.nn.functional.normalize(raw, dim=1)
         for row, i in enumerate(chunk):
             out[i] = embeddings[row]
-    return torch.stack(out) if out else torch.empty(0)
+            norms[i] = float(raw[row].norm())
+    stacked = torch.stack(out) if out else torch.empty(0)
+    if quality:
+        return stacked, norms, torch.tensor([len(w) for w in wavs], dtype=torch.float64)
+    return stacked
 
 
 def resolve_threshold(choice, checkpoint: dict, path: str | Path) -> float | None:

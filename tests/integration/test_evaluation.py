@@ -97,9 +97,19 @@ def test_full_report(trained: tuple[Path, dict], tmp_path: Path) -> None:
     media = tmp_path / "wandb" / "latest-run" / "files" / "media"
     assert {p.name.split("_")[0] for p in media.glob("images/eval/*.png")} >= {"det", "embedding"}
     assert list(media.glob("table/eval/table_*.table.json"))
-    # the evaluation's thresholds are stored with the model for speakerid-verify
+    # calibration: trained on the cohort (training) speakers, reported per scoring
+    calibration = report["calibration"]
+    assert set(calibration) >= {"cosine", "as_norm"} and calibration["trained_on_trials"] > 0
+    for figures in (calibration["cosine"], calibration["as_norm"]):
+        assert figures["actual_dcf_after"] >= 0.0 and figures["cllr_after"] >= 0.0
+        assert figures["min_dcf_after"] <= figures["actual_dcf_after"] + 1e-9
+    # the evaluation's thresholds and calibration are stored with the model for speakerid-verify
     stored = stored_thresholds(load_checkpoint(run))
     assert stored["eer"] == pytest.approx(ver["cosine"]["threshold_eer"])
+    assert stored["calibration"] == calibration["cosine"]["model"]
+    a, b = _two_files_of(ckpt)
+    same_llr, other_llr = (verify([a, x, f"ckpt_path={run}"])[3] for x in (a, b))
+    assert same_llr > other_llr  # an utterance with itself is the most likely same speaker
 
 
 def test_multi_crop_embedding(trained: tuple[Path, dict], tmp_path: Path) -> None:
@@ -124,6 +134,14 @@ def test_multi_crop_embedding(trained: tuple[Path, dict], tmp_path: Path) -> Non
     assert report["images"] == {}
 
 
+def _two_files_of(ckpt: Path) -> list[str]:
+    """Two files of different speakers of the corpus a checkpoint was trained on."""
+    from hydra.utils import instantiate
+
+    corpus = instantiate(load_checkpoint(ckpt)["speakerid"]["config"]["data"]["corpus"])
+    return _two_files(corpus, same=False)
+
+
 def _two_files(corpus, same: bool) -> list[str]:
     manifest = corpus.manifest()
     first = manifest[0]
@@ -136,7 +154,8 @@ def _two_files(corpus, same: bool) -> list[str]:
 def test_verify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path, caplog) -> None:
     ckpt, metrics = trained
     a, b = _two_files(tiny_corpus, same=False)
-    score, threshold, same = verify([a, b, f"ckpt_path={ckpt}"])
+    score, threshold, same, llr = verify([a, b, f"ckpt_path={ckpt}"])
+    assert llr is None  # training stores thresholds, not a calibration
     assert threshold == pytest.approx(metrics["test/eer_threshold"])
     assert same == (score > threshold) and -1.0 <= score <= 1.0
     assert verify([a, a, f"ckpt_path={ckpt}", "threshold=0.5"])[:3] == pytest.approx(

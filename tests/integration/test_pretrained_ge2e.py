@@ -76,9 +76,9 @@ def test_verify_takes_the_converted_checkpoint(converted: Path, tiny_corpus) -> 
     manifest = tiny_corpus.manifest()
     a = manifest.audio_path(manifest[0])
     other = next(u for u in manifest if u.speaker != manifest[0].speaker)
-    score, _, same = verify([str(a), str(a), f"ckpt_path={converted}", "threshold=0.7"])
+    score, _, same, _ = verify([str(a), str(a), f"ckpt_path={converted}", "threshold=0.7"])
     assert score == pytest.approx(1.0, abs=1e-5) and same
-    score, _, _ = verify(
+    score, _, _, _ = verify(
         [str(a), str(manifest.audio_path(other)), f"ckpt_path={converted}", "threshold=0.7"]
     )
     assert score < 1.0 - 1e-3

@@ -109,17 +109,42 @@ def _verification_figures(
     }
 
 
-def score_trials(table: Tensor, evalset: EvalSet, scoring: str, top_k: int = 100) -> Tensor:
+def score_trials(
+    table: Tensor, evalset: EvalSet, scoring: str, top_k: int = 100, cohort_mode: str = "utterances"
+) -> Tensor:
     """(N,) scores of the trials by ``scoring``: ``cosine``, ``mean_subtraction`` (the cohort's
     mean embedding subtracted) or ``as_norm`` (adaptive s-norm over the ``top_k`` cohort)."""
+    trials = evalset.trials
+    cohort = cohort_matrix(table, evalset.cohort_rows, evalset, cohort_mode)
+    return score_pairs(table, trials.enroll, trials.test, cohort, scoring, top_k)
+
+
+def cohort_matrix(table: Tensor, rows: Tensor, evalset: EvalSet, mode: str) -> Tensor:
+    """The cohort's embeddings: one per utterance (``utterances``), or one per speaker, the mean
+    of its utterances (``speaker_means``: WeSpeaker's AS-norm cohort)."""
+    if mode == "utterances":
+        return table[rows]
+    if mode != "speaker_means":
+        raise ConfigError(f"cohort mode {mode!r}: utterances or speaker_means")
+    speakers = [evalset.trials.utterances[r].speaker for r in rows.tolist()]
+    index = {s: i for i, s in enumerate(dict.fromkeys(speakers))}
+    groups = torch.tensor([index[s] for s in speakers], dtype=torch.long)
+    sums = table.new_zeros(len(index), table.shape[1]).index_add_(0, groups, table[rows])
+    return sums / torch.bincount(groups, minlength=len(index)).to(table.dtype)[:, None]
+
+
+def score_pairs(
+    table: Tensor, enroll: Tensor, test: Tensor, cohort: Tensor, scoring: str, top_k: int = 100
+) -> Tensor:
+    """(N,) scores of the pairs (rows ``enroll[i]``, ``test[i]`` of ``table``) by ``scoring``,
+    with ``cohort`` (C,D) for the normalized scorings."""
     if scoring not in SCORINGS:
         raise ConfigError(f"unknown scoring {scoring!r}; choose from {list(SCORINGS)}")
-    trials, cohort = evalset.trials, table[evalset.cohort_rows]
     if scoring == "mean_subtraction":
-        return cosine_scores(subtract_mean(table, cohort), trials.enroll, trials.test)
-    raw = cosine_scores(table, trials.enroll, trials.test)
+        return cosine_scores(subtract_mean(table, cohort), enroll, test)
+    raw = cosine_scores(table, enroll, test)
     if scoring == "as_norm":
-        return as_norm(raw, trials.enroll, trials.test, table, cohort, top_k)
+        return as_norm(raw, enroll, test, table, cohort, top_k)
     return raw
 
 
@@ -140,7 +165,9 @@ def verification(
         if name != "cosine" and len(evalset.cohort_rows) < 2:
             log.warning("scoring %s skipped: no cohort (cohort_per_speaker=0)", name)
             continue
-        scores[name] = score_trials(table, evalset, name, cfg.top_k)
+        scores[name] = score_trials(
+            table, evalset, name, cfg.top_k, cfg.get("cohort", "utterances")
+        )
     report = {
         name: _verification_figures(
             s, trials.labels, cfg.far, stored_threshold if name == "cosine" else None

@@ -25,8 +25,10 @@ from speakerid.analysis.report import (
     TooFewSpeakers,
     classifier_identification,
     clustering,
+    cohort_matrix,
     embedding_map_points,
     identification,
+    score_pairs,
     score_trials,
     verification,
 )
@@ -74,10 +76,13 @@ class Verification:
         primary: str = "cosine",
         top_k: int = 100,
         far: float = 0.01,
+        cohort: str = "utterances",
     ) -> None:
         if primary not in scorings:
             raise ConfigError(f"verification.primary={primary!r} is not among {list(scorings)}")
-        self.cfg = _settings(scorings=list(scorings), top_k=top_k, far=far)
+        if cohort not in ("utterances", "speaker_means"):
+            raise ConfigError(f"verification.cohort={cohort!r}: utterances or speaker_means")
+        self.cfg = _settings(scorings=list(scorings), top_k=top_k, far=far, cohort=cohort)
         self.primary = primary
 
     def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
@@ -87,6 +92,116 @@ class Verification:
                 f"verification.primary={self.primary!r} was not computed (no cohort for it?)"
             )
         return Section(report)
+
+
+class Calibration:
+    """Quality-measure calibration (:mod:`speakerid.scoring.calibration`) of each scoring:
+    a logistic regression from the score and the two utterances' log durations and embedding
+    norms to an LLR, trained on trials of the cohort's (training) speakers, never the test ones.
+
+    The cohort speakers are split in two seeded halves: trials among the second half are
+    scored with the first half as their normalization cohort (a speaker never normalizes its
+    own trials), and train the regression. Reports, per scoring, the test trials' actual DCF
+    before (at the uncalibrated score's EER threshold) and after (calibrated LLRs at the Bayes
+    threshold of ``p_target``), with minDCF and Cllr.
+    """
+
+    def __init__(
+        self,
+        scorings: Sequence[str] = ("cosine", "as_norm"),
+        features: Sequence[str] = ("score", "duration", "norm"),
+        top_k: int = 100,
+        cohort: str = "utterances",
+        p_target: float = 0.01,
+        max_trials: int = 20000,
+        seed: int = 0,
+    ) -> None:
+        self.scorings, self.features = list(scorings), list(features)
+        self.top_k, self.cohort, self.p_target = top_k, cohort, p_target
+        self.max_trials, self.seed = max_trials, seed
+
+    def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
+        from speakerid.metrics import actual_dcf
+        from speakerid.scoring.calibration import (
+            Calibration as Fitted,
+        )
+        from speakerid.scoring.calibration import (
+            bayes_threshold,
+            cllr,
+            quality_features,
+        )
+
+        pairs = self._calibration_pairs(evalset)
+        if pairs is None:
+            return Section({"skipped": "calibration needs a cohort of at least 4 speakers"})
+        normalizing, enroll, test, labels = pairs
+        utterances = evalset.trials.utterances
+        samples = torch.tensor([u.num_samples for u in utterances], dtype=torch.float64)
+        norms = table.double().norm(dim=1)
+        trials = evalset.trials
+        report: dict = {"trained_on_trials": len(labels), "features": self.features}
+        threshold = bayes_threshold(self.p_target)
+        for scoring in self.scorings:
+            cohort = cohort_matrix(table, normalizing, evalset, self.cohort)
+            cal_scores = score_pairs(table, enroll, test, cohort, scoring, self.top_k)
+            x = quality_features(cal_scores, enroll, test, samples, norms, self.features)
+            fitted = Fitted.fit(x, labels.numpy(), self.features, scoring)
+            raw = score_trials(table, evalset, scoring, self.top_k, self.cohort)
+            llr = fitted.llr(
+                quality_features(raw, trials.enroll, trials.test, samples, norms, self.features)
+            )
+            before, after = (
+                VerificationCurve(raw, trials.labels),
+                VerificationCurve(torch.from_numpy(llr), trials.labels),
+            )
+            report[scoring] = {
+                "eer_before": before.eer()[0],
+                "eer_after": after.eer()[0],
+                "min_dcf_before": before.min_dcf(p_target=self.p_target)[0],
+                "min_dcf_after": after.min_dcf(p_target=self.p_target)[0],
+                "actual_dcf_before": actual_dcf(
+                    raw, trials.labels, before.eer()[1], p_target=self.p_target
+                ),
+                "actual_dcf_after": actual_dcf(
+                    llr, trials.labels, threshold, p_target=self.p_target
+                ),
+                "cllr_after": cllr(llr, trials.labels.numpy()),
+                "p_target": self.p_target,
+                "model": fitted.to_dict(),
+            }
+        return Section(report)
+
+    def _calibration_pairs(self, evalset: EvalSet):
+        """(normalizing cohort rows, enroll rows, test rows, labels) of the calibration trials:
+        every same-speaker pair of the second half of the cohort's speakers (at most half of
+        ``max_trials``), and as many different-speaker pairs drawn at random."""
+        rows = evalset.cohort_rows
+        speakers = [evalset.trials.utterances[r].speaker for r in rows.tolist()]
+        names = sorted(set(speakers))
+        if len(names) < 4:
+            return None
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(names))
+        second = {names[i] for i in order[len(names) // 2 :]}
+        normalizing = rows[[s not in second for s in speakers]]
+        by_speaker: dict[str, list[int]] = {}
+        for r, s in zip(rows.tolist(), speakers, strict=True):
+            if s in second:
+                by_speaker.setdefault(s, []).append(r)
+        same = [(a, b) for rs in by_speaker.values() for i, a in enumerate(rs) for b in rs[i + 1 :]]
+        if len(same) > self.max_trials // 2:
+            same = [same[i] for i in rng.choice(len(same), self.max_trials // 2, replace=False)]
+        pool = [(r, s) for s, rs in by_speaker.items() for r in rs]
+        different = []
+        while len(different) < len(same):
+            i, j = rng.integers(len(pool), size=2)
+            if pool[i][1] != pool[j][1]:
+                different.append((pool[i][0], pool[j][0]))
+        if not same:
+            return None
+        pairs = torch.tensor(same + different, dtype=torch.long)
+        labels = torch.tensor([1] * len(same) + [0] * len(different))
+        return normalizing, pairs[:, 0], pairs[:, 1], labels
 
 
 class Identification:
