@@ -6,7 +6,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install sync lock train eval embed enhance export prepare pretrained docs baseline test test-fast test-all lint format sweep search bench clean clean-data
+.PHONY: help install sync lock train eval embed enhance export prepare pretrained docs baseline test test-fast test-all lint format sweep search bench gpu-check clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ test-fast: install ## The inner loop: every test but the slow ones (train runs, 
 
 test-all: install ## Run every test, GPU ones included (they need CUDA)
 	$(PY) -m pytest $(ARGS)
+
+gpu-check: install ## On a CUDA machine: ECAPA-512 + ResNet-34 in fp32/bf16/fp16 (speed, memory, data wait, compile, loss falls); a 1-minute dry run without CUDA
+	$(PY) -m speakerid.gpu_check $(ARGS)
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check src tests
