@@ -113,7 +113,7 @@ class AverageLastEpochs(L.Callback):
 
     def __init__(self, num: int = 10, dirpath: str = "checkpoints", filename: str = "averaged"):
         if num < 1:
-            raise ValueError(f"AverageLastEpochs: num must be >= 1, got {num}")
+            raise ConfigError(f"callbacks.average.num: at least 1 epoch, got {num}")
         self.num, self.dirpath, self.filename = num, dirpath, filename
         self.total: dict[str, torch.Tensor] | None = None
         self.epochs: list[int] = []

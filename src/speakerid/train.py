@@ -27,6 +27,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     _say_if_generated_augmentation(cfg)
     if cfg.test and cfg.test_ckpt not in ("best", "last", "averaged"):
         raise ConfigError(f"test_ckpt must be best, last or averaged, got {cfg.test_ckpt!r}")
+    if cfg.test and cfg.test_ckpt == "averaged" and not cfg.callbacks.get("average"):
+        raise ConfigError("test_ckpt=averaged needs callbacks.average (AverageLastEpochs)")
     L.seed_everything(cfg.seed, workers=True)
     # the data module restores the training loader's position itself (speakerid.data.samplers)
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")

@@ -45,6 +45,23 @@ def test_a_target_head_in_the_encoder_is_refused_at_compose_time(
         (train.main, ["data.batch_size=-1"], "error: data.batch_size=-1: expected an integer"),
         (train.main, ["data.crop_seconds=0"], "error: data.crop_seconds=0: expected a number"),
         (train.main, ["data.val_speakers=1"], "error: data.val_speakers=1: expected a count >= 2"),
+        (train.main, ["test_ckpt=averaged"], "error: test_ckpt=averaged needs callbacks.average"),
+        (train.main, ["features.window=kaiser"], "error: KaldiFbank: window must be one of"),
+        (
+            train.main,
+            ["experiment=wespeaker_ecapa512", "trainer=cpu", "scheduler.final_lr=1"],
+            "error: scheduler: need 0 < final_lr <= initial_lr, got 1",
+        ),
+        (
+            train.main,
+            ["experiment=wespeaker_ecapa512", "trainer=cpu", "callbacks.average.num=0"],
+            "error: callbacks.average.num: at least 1 epoch, got 0",
+        ),
+        (
+            train.main,
+            ["experiment=wespeaker_ecapa512", "trainer=cpu", "data.speed_mode=sometimes"],
+            "error: data.speed_mode: copies or random, got 'sometimes'",
+        ),
         (evaluate.main, ["ckpt_path=x", "batch_size=0"], "error: batch_size=0: expected an"),
         (evaluate.main, ["ckpt_path=x", "crop_seconds=0"], "error: crop_seconds=0: expected a"),
         (embed.main, ["ckpt_path=x", "crops=-1"], "error: crops=-1: expected an integer >= 0"),

@@ -123,3 +123,31 @@ def test_recipe_pipeline_end_to_end(recipe: str, tiny_data_dir: Path, tmp_path: 
     )
     assert set(report["verification"]) == {"cosine", "mean_subtraction", "as_norm"}
     assert {"cosine", "as_norm"} <= set(report["calibration"])
+
+
+def test_augmentation_default_follows_the_corpus(caplog) -> None:
+    """The built-in corpus keeps its channel; real corpora default to MUSAN + RIRS, and a real
+    corpus augmented with generated noise only says so before anything else."""
+    from speakerid.train import _say_if_generated_augmentation
+
+    synthetic = compose_config("train", [])
+    assert synthetic.data.augment._target_.endswith("ChannelAugment")
+    for data in ("voxceleb", "voxceleb2", "commonvoice", "voxforge"):
+        real = compose_config("train", [f"data={data}"])
+        steps = [s._target_.rsplit(".", 1)[-1] for s in real.data.augment.steps]
+        assert steps == ["SpeedPerturb", "Reverb", "AdditiveNoise"], data
+    with caplog.at_level("WARNING"):
+        _say_if_generated_augmentation(synthetic)
+        assert not caplog.records
+        _say_if_generated_augmentation(real)
+    assert (
+        "generated noise/rooms only (Reverb (root=null), AdditiveNoise (root=null))" in caplog.text
+    )
+    caplog.clear()
+    with_roots = compose_config(
+        "train",
+        ["data=voxforge", "data.augment.steps.1.root=/rirs", "data.augment.steps.2.root=/musan"],
+    )
+    with caplog.at_level("WARNING"):
+        _say_if_generated_augmentation(with_roots)
+    assert not caplog.records

@@ -4,6 +4,7 @@ import numpy as np
 from scipy import signal
 
 from speakerid.data.corpora.channel import coloured_noise, random_channel
+from speakerid.errors import ConfigError
 
 
 class ChannelAugment:
@@ -109,7 +110,7 @@ class AdditiveNoise:
         normalize: str = "limit",
     ) -> None:
         if pick not in ("category", "file") or normalize not in ("limit", "peak"):
-            raise ValueError(
+            raise ConfigError(
                 f"AdditiveNoise: pick category|file, normalize limit|peak: {pick}, {normalize}"
             )
         self.pick, self.normalize = pick, normalize
@@ -186,7 +187,7 @@ class Reverb:
         normalize: str = "limit",
     ) -> None:
         if normalize not in ("limit", "peak"):
-            raise ValueError(f"Reverb: normalize limit|peak, got {normalize!r}")
+            raise ConfigError(f"Reverb: normalize limit|peak, got {normalize!r}")
         self.align, self.normalize = align, normalize
         self.root = root
         self.categories = list(categories)
@@ -258,7 +259,7 @@ class OneOf:
 
     def __init__(self, steps: list, probability: float = 1.0) -> None:
         if not steps:
-            raise ValueError("OneOf needs at least one augmentation")
+            raise ConfigError("OneOf needs at least one augmentation")
         self.steps = list(steps)
         self.probability = probability
 

@@ -4,6 +4,7 @@ import torch
 from torch import Tensor, nn
 from torchaudio.compliance.kaldi import get_mel_banks
 
+from speakerid.errors import ConfigError
 from speakerid.utils.masks import real_frames
 
 _WINDOWS = {  # Kaldi's window functions (feature-window.cc), symmetric
@@ -59,7 +60,7 @@ class KaldiFbank(nn.Module):
     ) -> None:
         super().__init__()
         if window not in _WINDOWS:
-            raise ValueError(
+            raise ConfigError(
                 f"KaldiFbank: window must be one of {sorted(_WINDOWS)}, not {window!r}"
             )
         self.num_mels = num_mels

@@ -7,6 +7,7 @@ import lightning as L
 from speechbrain.nnet.losses import AngularMargin
 
 from speakerid.contracts import MarginHead
+from speakerid.errors import ConfigError
 from speakerid.losses.aam_softmax import MarginSoftmax
 
 
@@ -92,9 +93,14 @@ class MarginSchedule(L.Callback):
         final: float | None = None,
     ) -> None:
         if increase_type not in ("exp", "linear"):
-            raise ValueError(f"increase_type must be exp or linear, not {increase_type!r}")
+            raise ConfigError(
+                f"callbacks.margin_schedule.increase_type: exp or linear, not {increase_type!r}"
+            )
         if fix_start_epoch < increase_start_epoch:
-            raise ValueError("fix_start_epoch must not come before increase_start_epoch")
+            raise ConfigError(
+                "callbacks.margin_schedule: fix_start_epoch must not come before "
+                "increase_start_epoch"
+            )
         self.initial = initial
         self.increase_start_epoch = increase_start_epoch
         self.fix_start_epoch = fix_start_epoch
@@ -126,7 +132,7 @@ class MarginSchedule(L.Callback):
         if self.final is None:
             self.final = float(head.margin)
         if trainer.max_epochs is None or trainer.max_epochs < 1:
-            raise ValueError("MarginSchedule counts epochs: set trainer.max_epochs")
+            raise ConfigError("callbacks.margin_schedule counts epochs: set trainer.max_epochs")
         self._steps_per_epoch = max(1.0, trainer.estimated_stepping_batches / trainer.max_epochs)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:

@@ -12,6 +12,8 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
+from speakerid.errors import ConfigError
+
 
 class WarmupCosine:
     """Linear warm-up over ``warmup_fraction`` of training, then cosine decay to ``min_lr_ratio``.
@@ -75,7 +77,9 @@ class ExponentialDecay:
         reference_batch: int | None = 64,
     ) -> None:
         if not 0 < final_lr <= initial_lr:
-            raise ValueError(f"need 0 < final_lr <= initial_lr, got {final_lr}, {initial_lr}")
+            raise ConfigError(
+                f"scheduler: need 0 < final_lr <= initial_lr, got {final_lr}, {initial_lr}"
+            )
         self.initial_lr, self.final_lr = initial_lr, final_lr
         self.warmup_epochs, self.warm_from_zero = warmup_epochs, warm_from_zero
         self.epochs, self.batch_size, self.reference_batch = epochs, batch_size, reference_batch
@@ -121,7 +125,7 @@ class Cyclic:
         self, base_lr: float = 1e-8, step_size: int = 65000, mode: str = "triangular"
     ) -> None:
         if mode not in ("triangular", "triangular2"):
-            raise ValueError(f"mode must be triangular or triangular2, not {mode!r}")
+            raise ConfigError(f"scheduler.mode: triangular or triangular2, not {mode!r}")
         self.base_lr, self.step_size, self.mode = base_lr, step_size, mode
 
     def __call__(self, optimizer: Optimizer, total_steps: int) -> dict:
