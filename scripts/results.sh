@@ -38,4 +38,20 @@ NAME=resnet18_vox1_iden_ccl; want "${ALL[@]}" && run $NAME experiment=$NAME "${I
 NAME=ecapa_aam; want "${ALL[@]}" && run $NAME experiment=$NAME model.backbone.channels=128 trainer.max_epochs=5
 NAME=resnet34_aam; want "${ALL[@]}" && run $NAME experiment=$NAME model.backbone.width=8 \
   model.backbone.embed_dim=128 callbacks.margin_warmup.steps=200 data.batch_size=32 trainer.max_epochs=5
+# The published recipes at CPU size: widths of the rows above, their schedules compressed to a few
+# epochs (warm-up 1 epoch, margin 0 -> 0.2 over epochs 2-4, the last 3 epochs averaged), then the
+# large-margin stage from the averaged weights for 1 epoch; one CPU process instead of 2 GPUs.
+CPU_RECIPE=(trainer=cpu trainer.devices=1 data.num_workers=2 data.num_speakers=null)
+WESPEAKER=(trainer.max_epochs=6 scheduler.warmup_epochs=1 callbacks.margin_schedule.increase_start_epoch=2
+  callbacks.margin_schedule.fix_start_epoch=4 callbacks.average.num=3)
+ECAPA_CPU=(model.backbone.channels=128 model.backbone.embed_dim=128 model.backbone.attention_channels=64
+  model.backbone.se_channels=64)
+RESNET_CPU=(model.backbone.width=8 model.backbone.embed_dim=128)
+NAME=wespeaker_ecapa512; want "${ALL[@]}" && run $NAME experiment=$NAME "${CPU_RECIPE[@]}" "${WESPEAKER[@]}" "${ECAPA_CPU[@]}"
+NAME=wespeaker_ecapa512_lm; want "${ALL[@]}" && run $NAME experiment=$NAME "${CPU_RECIPE[@]}" "${ECAPA_CPU[@]}" \
+  trainer.max_epochs=1 "init_from=$OUT/wespeaker_ecapa512/checkpoints/averaged.ckpt"
+NAME=wespeaker_resnet34; want "${ALL[@]}" && run $NAME experiment=$NAME "${CPU_RECIPE[@]}" "${WESPEAKER[@]}" "${RESNET_CPU[@]}" \
+  data.batch_size=32
+NAME=speechbrain_ecapa; want "${ALL[@]}" && run $NAME experiment=$NAME "${CPU_RECIPE[@]}" "${ECAPA_CPU[@]}" \
+  trainer.max_epochs=3 scheduler.step_size=100
 echo "done: $OUT"
