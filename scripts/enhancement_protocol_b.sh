@@ -28,16 +28,16 @@ if [ ! -f "$OUT/encoder/checkpoints/last.ckpt" ]; then
     trainer.max_epochs=10 "${QUIET[@]}" "hydra.run.dir=$OUT/encoder"
 fi
 [ -f "$STORE/meta.json" ] || timed embed "$BIN/speakerid-embed" \
-  "ckpt_path=$OUT/encoder/checkpoints/last.ckpt" "output=$STORE"
+  "ckpt_path=$OUT/encoder/checkpoints/last.ckpt" "output=$STORE" crops=0  # whole utterances, as protocol (a)
 # The enhancer's utterances: training-side speakers the encoder did not train on.
-"$BIN/python" - "$OUT/encoder/.hydra/config.yaml" "$STORE" "$OUT/enhancer_train.txt" <<'PY'
+"$BIN/python" - "$OUT/encoder/checkpoints/last.ckpt" "$STORE" "$OUT/enhancer_train.txt" <<'PY'
 import sys
 import hydra
-from omegaconf import OmegaConf
 from speakerid.data.embedding_store import EmbeddingStore
+from speakerid.inference import load_checkpoint
 
-cfg = OmegaConf.load(sys.argv[1])
-dm = hydra.utils.instantiate(cfg.data)
+config = load_checkpoint(sys.argv[1])["speakerid"]["config"]  # resolved when training
+dm = hydra.utils.instantiate(config["data"])
 dm.setup("fit")
 encoder = set(dm.speakers)
 tested = {u.speaker for u in dm.test_trials.utterances}
