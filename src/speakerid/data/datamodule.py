@@ -173,9 +173,8 @@ class SpeakerDataModule(L.LightningDataModule):
         for name, vocab in self.label_vocab.items():
             log.info("label %s: %s", name, ", ".join(vocab))
         if self.speed_classes and self.speed_mode == "random":  # classes only; speeds per crop
-            n = len(self.speakers)
             self.speakers = self.speakers + [
-                f"{s}@speed{f}" for f in self.speed_classes for s in self.speakers[:n]
+                f"{s}@speed{f}" for f in self.speed_classes for s in self.speakers
             ]
         elif self.speed_classes:
             self.train_rows, self._train_labels, self._train_speeds, self.speakers = (
