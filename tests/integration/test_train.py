@@ -47,7 +47,7 @@ def test_fast_dev_run(tiny_train_cfg: DictConfig, monkeypatch) -> None:
 def test_unknown_test_checkpoint_fails_before_training(tiny_train_cfg: DictConfig) -> None:
     with open_dict(tiny_train_cfg):
         tiny_train_cfg.test_ckpt = "lastt"
-    with pytest.raises(ConfigError, match="test_ckpt must be 'best' or 'last'"):
+    with pytest.raises(ConfigError, match="test_ckpt must be best, last or averaged, got 'lastt'"):
         train(tiny_train_cfg)
 
 
