@@ -53,5 +53,5 @@ NAME=wespeaker_ecapa512_lm; want "${ALL[@]}" && run $NAME experiment=$NAME "${CP
 NAME=wespeaker_resnet34; want "${ALL[@]}" && run $NAME experiment=$NAME "${CPU_RECIPE[@]}" "${WESPEAKER[@]}" "${RESNET_CPU[@]}" \
   data.batch_size=32
 NAME=speechbrain_ecapa; want "${ALL[@]}" && run $NAME experiment=$NAME "${CPU_RECIPE[@]}" "${ECAPA_CPU[@]}" \
-  trainer.max_epochs=3 scheduler.step_size=100
+  trainer.max_epochs=1 scheduler.step_size=36
 echo "done: $OUT"
