@@ -135,11 +135,10 @@ def _extraction(system, device, dtype, seconds: float, repeats: int) -> float:
     return seconds * repeats / (time.perf_counter() - start)
 
 
-def _fell(losses: list[float]) -> bool:
-    """Finite, and the mean of the last tenth below the mean of the first tenth."""
+def _first_last(losses: list[float]) -> tuple[float, float]:
+    """Mean loss of the first and of the last tenth of the steps."""
     k = max(1, len(losses) // 10)
-    finite = all(math.isfinite(x) for x in losses)
-    return finite and sum(losses[-k:]) / k < sum(losses[:k]) / k
+    return sum(losses[:k]) / k, sum(losses[-k:]) / k
 
 
 def run(dry: bool, out: Path, extra: list[str] | None = None) -> dict:
@@ -174,16 +173,17 @@ def run(dry: bool, out: Path, extra: list[str] | None = None) -> dict:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             result = _train(system, loader, device, dtype, steps)
-            tenth = max(1, steps // 10)
+            first, last = _first_last(result["losses"])
+            finite = all(math.isfinite(x) for x in result["losses"])
             figures[precision] = {
                 "samples_per_s": round(result["samples_per_s"], 1),
                 "data_wait_fraction": round(result["data_wait_fraction"], 3),
                 "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
                 if cuda
                 else None,
-                "loss_first": round(sum(result["losses"][:tenth]) / tenth, 3),
-                "loss_last": round(sum(result["losses"][-tenth:]) / tenth, 3),
-                "loss_fell": _fell(result["losses"]),
+                "loss_first": round(first, 3),
+                "loss_last": round(last, 3),
+                "loss_fell": finite and last < first,
                 "extraction_x_realtime": round(
                     _extraction(system, device, dtype, 10.0 if cuda else 2.0, 20 if cuda else 1), 1
                 ),

@@ -141,8 +141,8 @@ class Calibration:
         trials = evalset.trials
         report: dict = {"trained_on_trials": len(labels), "features": self.features}
         threshold = bayes_threshold(self.p_target)
+        cohort = cohort_matrix(table, normalizing, evalset, self.cohort)
         for scoring in self.scorings:
-            cohort = cohort_matrix(table, normalizing, evalset, self.cohort)
             cal_scores = score_pairs(table, enroll, test, cohort, scoring, self.top_k)
             x = quality_features(cal_scores, enroll, test, samples, norms, self.features)
             fitted = Fitted.fit(x, labels.numpy(), self.features, scoring)
@@ -154,13 +154,14 @@ class Calibration:
                 VerificationCurve(raw, trials.labels),
                 VerificationCurve(torch.from_numpy(llr), trials.labels),
             )
+            eer_before, threshold_before = before.eer()
             report[scoring] = {
-                "eer_before": before.eer()[0],
+                "eer_before": eer_before,
                 "eer_after": after.eer()[0],
                 "min_dcf_before": before.min_dcf(p_target=self.p_target)[0],
                 "min_dcf_after": after.min_dcf(p_target=self.p_target)[0],
                 "actual_dcf_before": actual_dcf(
-                    raw, trials.labels, before.eer()[1], p_target=self.p_target
+                    raw, trials.labels, threshold_before, p_target=self.p_target
                 ),
                 "actual_dcf_after": actual_dcf(
                     llr, trials.labels, threshold, p_target=self.p_target

@@ -16,18 +16,6 @@ def _bn_relu(channels: int) -> nn.Sequential:
     return nn.Sequential(nn.BatchNorm1d(channels), nn.ReLU(inplace=True))
 
 
-class _FrequencyBlock(BasicBlock):
-    """ResNet basic block striding the frequency axis only (FCM)."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
-        super().__init__(c_in, c_out)
-        if stride != 1:
-            self.conv1 = nn.Conv2d(c_in, c_out, 3, (stride, 1), 1, bias=False)
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, (stride, 1), bias=False), nn.BatchNorm2d(c_out)
-            )
-
-
 class FCM(nn.Module):
     """The 2-D front: conv, two stages of two frequency-strided basic blocks, a final
     frequency-strided conv: (B,F,T) -> (B, channels * F/8, T)."""
@@ -36,13 +24,14 @@ class FCM(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(1, channels, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
+        # ResNet basic blocks striding the frequency axis only
         self.layer1 = nn.Sequential(
-            _FrequencyBlock(channels, channels, 2),
-            *[_FrequencyBlock(channels, channels) for _ in range(blocks - 1)],
+            BasicBlock(channels, channels, (2, 1)),
+            *[BasicBlock(channels, channels) for _ in range(blocks - 1)],
         )
         self.layer2 = nn.Sequential(
-            _FrequencyBlock(channels, channels, 2),
-            *[_FrequencyBlock(channels, channels) for _ in range(blocks - 1)],
+            BasicBlock(channels, channels, (2, 1)),
+            *[BasicBlock(channels, channels) for _ in range(blocks - 1)],
         )
         self.conv2 = nn.Conv2d(channels, channels, 3, (2, 1), 1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)

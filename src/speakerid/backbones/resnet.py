@@ -10,7 +10,7 @@ from speakerid.backbones.pooling import masked_stats, scaled_lengths, time_mask
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and a (projected) identity shortcut."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int | tuple[int, int] = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
