@@ -23,6 +23,7 @@ from speakerid.data.audio import audio_info
 from speakerid.data.speech import SpeechGate
 from speakerid.errors import AudioError, ConfigError
 from speakerid.systems.encoder import EncoderModule
+from speakerid.trusted import check_trusted
 from speakerid.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,10 @@ def load_system(path: str | Path) -> tuple[torch.nn.Module, DictConfig, dict]:
             f"{path}: NaN or infinite weights ({', '.join(broken[:3])}): the run diverged; "
             "use an earlier checkpoint"
         )
-    run_cfg = OmegaConf.create(upgraded_config(checkpoint["speakerid"]["config"]))
+    stored = checkpoint["speakerid"].get("config")
+    if not isinstance(stored, dict) or not isinstance(stored.get("system"), dict):
+        raise ConfigError(f"{path}: not a speakerid checkpoint (its stored config has no system)")
+    run_cfg = OmegaConf.create(check_trusted(upgraded_config(stored), path))
     system = instantiate(run_cfg.system)
     if not isinstance(system, EncoderModule):
         raise ConfigError(
