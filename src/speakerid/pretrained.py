@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from speakerid.errors import ConfigError
+from speakerid.trusted import check_hyperpyyaml
 
 
 class SpeechBrainEncoder(nn.Module):
@@ -33,6 +34,7 @@ class SpeechBrainEncoder(nn.Module):
         source = Path(source).resolve()
         if not (source / "hyperparams.yaml").is_file():
             raise ConfigError(f"{source}: not a speechbrain model folder (no hyperparams.yaml)")
+        check_hyperpyyaml(source / "hyperparams.yaml")  # its tags would run any Python object
         try:
             self.model = EncoderClassifier.from_hparams(
                 source=str(source),

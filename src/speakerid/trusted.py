@@ -13,6 +13,7 @@ resolver can act (``${sqlite_url:...}`` creates folders).
 """
 
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,43 @@ def check_trusted(config: dict, source: str | Path) -> dict:
             "resolved); nothing was run"
         )
     return config
+
+
+# What a SpeechBrain speaker model's hyperparams.yaml may build (HyperPyYAML's !new:/!name:/
+# !apply: tags call any Python object): the published speaker encoders' parts, nothing else.
+SPEECHBRAIN_OBJECTS = frozenset(
+    {
+        "speechbrain.dataio.encoder.CategoricalEncoder",
+        "speechbrain.lobes.features.Fbank",
+        "speechbrain.lobes.features.MFCC",
+        "speechbrain.lobes.models.ECAPA_TDNN.Classifier",
+        "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
+        "speechbrain.lobes.models.ResNet.Classifier",
+        "speechbrain.lobes.models.ResNet.ResNet",
+        "speechbrain.lobes.models.Xvector.Classifier",
+        "speechbrain.lobes.models.Xvector.Xvector",
+        "speechbrain.processing.features.InputNormalization",
+        "speechbrain.utils.parameter_transfer.Pretrainer",
+        "torch.manual_seed",
+        "torch.nn.ModuleDict",
+    }
+)
+_HYPERPYYAML_TAG = re.compile(r"!(?:new|name|apply|module):\s*([\w.]+)|!!python/\S*")
+
+
+def check_hyperpyyaml(path: Path) -> None:
+    """Refuse a SpeechBrain ``hyperparams.yaml`` that would build anything but a speaker
+    encoder's parts (:data:`SPEECHBRAIN_OBJECTS`), before SpeechBrain reads it.
+
+    Raises:
+        ConfigError: naming the file, the line and the object.
+    """
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        code = line.split("#", 1)[0]
+        for match in _HYPERPYYAML_TAG.finditer(code):
+            target = match.group(1) or match.group(0)
+            if target not in SPEECHBRAIN_OBJECTS:
+                raise ConfigError(
+                    f"{path}:{number}: refused: it asks to build {target!r}, which is not a part "
+                    "of a SpeechBrain speaker encoder; nothing was run"
+                )

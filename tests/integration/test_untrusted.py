@@ -80,3 +80,30 @@ def test_every_config_in_conf_is_trusted() -> None:
     targets = allowed_targets()
     assert "speakerid.backbones.EcapaTdnn" in targets and "torch.optim.Adam" in targets
     assert not any(t.startswith(("os.", "shutil.", "subprocess.", "builtins.")) for t in targets)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "x: !new:os.system ['touch {marker}']",
+        "x: !apply:shutil.rmtree ['{marker}']",
+        "x: !!python/object/apply:os.system ['touch {marker}']",
+        "x: !name:speechbrain.utils.data_utils.download_file",
+    ],
+)
+def test_a_speechbrain_folder_that_would_run_code_is_refused_before_speechbrain_reads_it(
+    tmp_path: Path, line: str
+) -> None:
+    from speakerid.pretrained import SpeechBrainEncoder
+
+    marker = tmp_path / "marker"
+    folder = tmp_path / "sb"
+    folder.mkdir()
+    (folder / "hyperparams.yaml").write_text(
+        "features: !new:speechbrain.lobes.features.Fbank {n_mels: 24}  # allowed\n"
+        + line.format(marker=marker)
+        + "\n"
+    )
+    with pytest.raises(ConfigError, match=r"hyperparams\.yaml:2: refused: it asks to build"):
+        SpeechBrainEncoder(folder)
+    assert not marker.exists()
