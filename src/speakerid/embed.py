@@ -24,10 +24,11 @@ from torch.utils.data import DataLoader
 
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.data.datasets import MultiCropDataset, UtteranceDataset, collate
-from speakerid.data.embedding_store import EmbeddingStore, StoreWriter
+from speakerid.data.embedding_store import NPY_TREE, EmbeddingStore, StoreWriter
 from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.errors import ConfigError
 from speakerid.inference import load_system
+from speakerid.outputs import claim_folder, refuse_overlap
 from speakerid.pretrained import SpeechBrainEncoder
 from speakerid.settings import EMBEDDING, check_settings
 from speakerid.utils.io import file_sha256
@@ -161,9 +162,15 @@ def embed(cfg: DictConfig) -> EmbeddingStore:
             torch.zeros(1, datamodule.sample_rate), torch.tensor([datamodule.sample_rate])
         )
     index = [(u.utt_id, u.speaker, u.session) for u in datamodule.manifest]
-    writer = StoreWriter(output, index, max(cfg.crops, 1), probe.shape[-1], meta, cfg.shard_size)
-    log.info("Writing %s (rerun the same command to resume it)", output)
-    if writer.done:
+    _check_outputs(cfg, output, datamodule.manifest.root, source)
+    writer = StoreWriter(
+        output, index, max(cfg.crops, 1), probe.shape[-1], meta, cfg.shard_size, cfg.overwrite
+    )
+    if writer.complete is not None:
+        log.info("%s is complete, with these settings: nothing to do", output)
+    else:
+        log.info("Writing %s (rerun the same command to resume it)", output)
+    if writer.done and writer.complete is None:
         log.info(
             "Resuming %s: %d of %d shards done", writer.partial, len(writer.done), writer.num_shards
         )
@@ -194,6 +201,20 @@ def embed(cfg: DictConfig) -> EmbeddingStore:
     return store
 
 
+def _check_outputs(cfg: DictConfig, output: Path, corpus_root: Path, source: str) -> None:
+    """Before any work: the store and the .npy tree neither hold, nor lie inside, the corpus or
+    the model, and the tree is a new or empty folder, or one this command wrote before."""
+    inputs = [corpus_root]
+    if cfg.ckpt_path is not None:
+        inputs.append(Path(cfg.ckpt_path))
+    elif cfg.pretrained is not None:
+        inputs.append(Path(cfg.pretrained))
+    refuse_overlap(output, inputs, "output")
+    if cfg.npy_dir:
+        refuse_overlap(cfg.npy_dir, [*inputs, output], "npy_dir")
+        claim_folder(cfg.npy_dir, "npy_dir", lambda folder: (folder / NPY_TREE).is_file())
+
+
 def _import_npy(cfg: DictConfig) -> EmbeddingStore:
     """A store from the original layout (``<utt_id>.npy`` of (crops, D) per utterance)."""
     if cfg.get("data") is None:
@@ -203,6 +224,7 @@ def _import_npy(cfg: DictConfig) -> EmbeddingStore:
     )
     if not cfg.output:
         raise ConfigError("import_npy= needs output=<the store folder to create>")
+    refuse_overlap(cfg.output, [cfg.import_npy, datamodule.manifest.root], "output")
     return EmbeddingStore.from_npy_tree(cfg.import_npy, cfg.output, list(datamodule.manifest), meta)
 
 

@@ -196,3 +196,34 @@ def test_the_original_npy_layout_round_trips_through_speakerid_embed(
     back = embed(cfg)
     np.testing.assert_array_equal(back.array, opened.array)
     assert back.ids == opened.ids and back.meta["source"].startswith("npy:")
+
+
+def test_embed_never_writes_into_its_corpus_or_the_users_folders(
+    store: Path, tiny_corpus, tmp_path: Path
+) -> None:
+    """``output=<the corpus root>`` deleted the corpus it read; a folder of notes lost them."""
+    ckpt = store.parent / "checkpoints" / "last.ckpt"
+    corpus = Path(tiny_corpus.root)
+    before = sorted(p.relative_to(corpus) for p in corpus.rglob("*"))
+    for output in (corpus, corpus / "wav" / "store", corpus.parent):
+        with pytest.raises(ConfigError, match=r"output=.*overlaps an input of this command"):
+            embed(_embed_config(ckpt, output))
+    assert sorted(p.relative_to(corpus) for p in corpus.rglob("*")) == before
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"notes: exists and is not an embedding store"):
+        embed(_embed_config(ckpt, notes))
+    with pytest.raises(ConfigError, match=r"npy_dir=.*notes: already holds files"):
+        embed(_embed_config(ckpt, tmp_path / "new", f"npy_dir={notes}"))
+    assert [p.name for p in notes.iterdir()] == ["todo.txt"] and not (tmp_path / "new").exists()
+
+
+def test_embed_rerun_is_a_no_op_and_other_settings_need_overwrite(store: Path) -> None:
+    ckpt = store.parent / "checkpoints" / "last.ckpt"
+    stamp = (store / "embeddings.npy").stat().st_mtime_ns
+    assert embed(_embed_config(ckpt, store)).root == store  # the fixture's own command
+    assert (store / "embeddings.npy").stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match=r"other settings \(crop_seconds\).*overwrite=true"):
+        embed(_embed_config(ckpt, store, "crop_seconds=0.25"))
+    assert EmbeddingStore(store).meta["crop_seconds"] == 0.5

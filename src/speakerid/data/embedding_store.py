@@ -27,9 +27,11 @@ from torch import Tensor
 
 from speakerid.data.manifest import Utterance
 from speakerid.errors import ConfigError
+from speakerid.outputs import mark, remove_ours
 from speakerid.utils.io import FileLock, atomic_open, write_json
 
 ARRAY, INDEX, META, PROGRESS = "embeddings.npy", "index.tsv", "meta.json", "progress.json"
+NPY_TREE = "speakerid-npy-tree.json"  # in a tree written by to_npy_tree: which store it mirrors
 
 
 class EmbeddingStore:
@@ -111,6 +113,8 @@ class EmbeddingStore:
     def to_npy_tree(self, out_dir: str | Path) -> int:
         """Write ``<out_dir>/<utt_id>.npy`` of (C, D) per utterance (the original layout)."""
         out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / NPY_TREE, {"store": str(self.root.resolve()), "meta": self.meta})
         for utt_id, embedding in zip(self.ids, self.array, strict=True):
             path = out_dir / f"{utt_id}.npy"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,11 +154,19 @@ class StoreWriter:
     the same store is refused with one line (the lock dies with its process).
 
     Args:
-        root: the store folder to create (replaced if it exists, once the new one is complete).
+        root: the store folder to create. If it holds a finished store with the same ``meta``
+            there is nothing to do (:attr:`complete`); one with other settings is refused unless
+            ``overwrite``; anything else there is refused.
         index: ``(utt_id, speaker, session)`` of each utterance, in store order.
         crops, dim: C and D.
         meta: settings recorded in ``meta.json``; also what a resumed run must match.
         shard_size: utterances per shard (the unit of work that an interruption can lose).
+        overwrite: replace a finished store made with other settings (only a store: a folder
+            holding anything else is always refused).
+
+    Attributes:
+        complete: the finished store already at ``root`` with these very settings (nothing to
+            do), else None.
     """
 
     def __init__(
@@ -165,6 +177,7 @@ class StoreWriter:
         dim: int,
         meta: dict,
         shard_size: int,
+        overwrite: bool = False,
     ) -> None:
         self.root = Path(root)
         self.partial = Path(f"{self.root}.partial")
@@ -175,7 +188,16 @@ class StoreWriter:
             self.root.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ConfigError(f"{self.root.parent}: cannot write here ({err.strerror})") from None
+        _finished(self.root, meta, overwrite)  # refused before the lock file is made
         self.lock = FileLock(f"{self.root}.lock", f"the store {self.root}")
+        try:  # again, now that no other writer can finish it
+            self.complete = _finished(self.root, meta, overwrite)
+        except ConfigError:
+            self.lock.release(remove=True)
+            raise
+        if self.complete is not None:
+            self.done = set(range(self.num_shards))
+            return
         if self.partial.exists():
             old = (
                 json.loads((self.partial / META).read_text())
@@ -189,8 +211,9 @@ class StoreWriter:
             self.done = set(json.loads((self.partial / PROGRESS).read_text()))
         else:
             tmp = Path(f"{self.root}.partial.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_ours(tmp)  # a run killed while creating it
             tmp.mkdir(parents=True)
+            mark(tmp, "an unfinished embedding store")
             with open(tmp / INDEX, "w", newline="") as f:
                 out = csv.writer(f, delimiter="\t", lineterminator="\n")
                 out.writerow(["utt_id", "speaker", "session"])
@@ -227,13 +250,17 @@ class StoreWriter:
 
     def finish(self) -> EmbeddingStore:
         """Rename the complete store into place and open it."""
+        if self.complete is not None:
+            self.lock.release(remove=True)
+            return self.complete
         if self.pending():
             raise RuntimeError(f"{self.partial}: shards {self.pending()[:5]} are not written yet")
         del self.array
         (self.partial / PROGRESS).unlink()
-        if self.root.exists():
+        if self.root.exists():  # a store of ours that overwrite=true replaces (checked on open)
             old = Path(f"{self.root}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            remove_ours(old)
+            mark(self.root, "an embedding store being replaced")
             self.root.rename(old)
             self.partial.rename(self.root)
             shutil.rmtree(old)
@@ -241,6 +268,35 @@ class StoreWriter:
             self.partial.rename(self.root)
         self.lock.release(remove=True)
         return EmbeddingStore(self.root)
+
+
+def _finished(root: Path, meta: dict, overwrite: bool) -> EmbeddingStore | None:
+    """The finished store at ``root`` if it was made with ``meta``; None if there is none or
+    ``overwrite`` lets a store of other settings be replaced.
+
+    Raises:
+        ConfigError: ``root`` holds something that is not a store (the user's files, a file), or a
+            store of other settings without ``overwrite``.
+    """
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        return None
+    try:
+        store = EmbeddingStore(root)
+    except ConfigError:
+        raise ConfigError(
+            f"output={root}: exists and is not an embedding store (nothing there is touched): "
+            "choose a new folder"
+        ) from None
+    wanted = json.loads(json.dumps(meta))
+    if store.meta == wanted:
+        return store
+    if overwrite:
+        return None
+    changed = sorted(k for k in {*store.meta, *wanted} if store.meta.get(k) != wanted.get(k))
+    raise ConfigError(
+        f"output={root}: holds a finished store made with other settings ({', '.join(changed)}); "
+        "choose another output, or overwrite=true to replace it"
+    )
 
 
 def _resume_mismatch(partial: Path, old: dict | None, new: dict) -> str:
