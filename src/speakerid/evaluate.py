@@ -6,6 +6,7 @@ identification, similarity matrix, clustering) and its PNGs go to the training r
 the configured loggers; the cosine operating thresholds are stored in the checkpoint.
 """
 
+import json
 import logging
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from speakerid.data.loaders import eval_loader
 from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
+from speakerid.outputs import claim_folder, refuse_overlap
 from speakerid.settings import EMBEDDING, check_settings
 from speakerid.systems.encoder import embedding_table
 from speakerid.utils.io import writable_folder, write_json
@@ -60,6 +62,8 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule = instantiate(data_cfg, **overrides)
     datamodule.prepare_data()
     datamodule.setup("test")
+    refuse_overlap(out_dir, [datamodule.manifest.root], "output_dir")
+    claim_folder(out_dir, "output_dir", _no_foreign_report)
     num_trial_utterances = len(datamodule.test_trials.utterances)
     cohort = _cohort_rows(cfg, datamodule) if cfg.get("cohort_dir") else None
     evalset = build_eval_set(datamodule, cfg.evaluation.cohort_per_speaker, cfg.seed, cohort)
@@ -224,6 +228,27 @@ def _classifier(system: torch.nn.Module, copies: int = 1):
         return out.reshape(len(out), copies, -1).amax(1) if copies > 1 else out
 
     return logits
+
+
+REPORT_FILES = (
+    "eval.json",
+    "det_curve.png",
+    "score_histogram.png",
+    "similarity_matrix.png",
+    "embedding_map.png",
+)
+
+
+def _no_foreign_report(folder: Path) -> bool:
+    """Whether an evaluation may write into ``folder``: its report files are missing, or they are
+    an earlier evaluation's (eval.json names a checkpoint and its trials)."""
+    report = folder / "eval.json"
+    if not report.is_file():
+        return not any((folder / name).exists() for name in REPORT_FILES)
+    try:
+        return {"checkpoint", "trials", "num_trials"} <= set(json.loads(report.read_text()))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _run_folder(ckpt_path: Path) -> Path:

@@ -7,6 +7,7 @@ utterances of several lengths and compared with the eager PyTorch model; the fig
 ``export.json`` next to the model, and a mismatch above ``tolerance`` is an error.
 """
 
+import json
 import logging
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.errors import ConfigError
 from speakerid.inference import load_system
+from speakerid.outputs import refuse_overlap
 from speakerid.utils.io import atomic_path, writable_folder, write_json
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,26 @@ def _export_onnx(model: nn.Module, example: Tensor, path: Path, sample_rate: int
     return lambda wav: session.run(None, {"wav": wav})[0]
 
 
+def _check_output(path: Path, ckpt: Path) -> None:
+    """The exported file replaces only an earlier export of ours (its ``.json`` report beside
+    it), never the checkpoint or a file of the user's."""
+    refuse_overlap(path, [ckpt], "the exported file")
+    report = path.with_name(f"{path.name}.json")
+    for existing in (path, report):
+        if existing.exists() and not _is_export_report(report):
+            raise ConfigError(
+                f"{existing}: exists and is not an export of speakerid (nothing is overwritten): "
+                "set output_dir= to another folder"
+            )
+
+
+def _is_export_report(report: Path) -> bool:
+    try:
+        return {"format", "checkpoint", "parity_ok"} <= set(json.loads(report.read_text()))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 @torch.inference_mode()
 def export(cfg: DictConfig) -> dict:
     """Export, check parity, write ``export.json``; return the report."""
@@ -83,6 +105,7 @@ def export(cfg: DictConfig) -> dict:
         cfg.output_dir if cfg.output_dir else Path(cfg.ckpt_path).resolve().parent, "export"
     )
     path = out_dir / f"{Path(cfg.ckpt_path).stem}.{FORMATS[cfg.format]}"
+    _check_output(path, Path(cfg.ckpt_path))
     generator = torch.Generator().manual_seed(0)
     example = 0.1 * torch.randn(1, int(2.0 * rate), generator=generator)
     try:

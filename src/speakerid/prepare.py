@@ -10,7 +10,9 @@ from omegaconf import DictConfig
 from speakerid.cli import hydra_entry, print_results
 from speakerid.contracts import Corpus
 from speakerid.data.shard_writer import write_shards
+from speakerid.data.shards import INDEX as SHARD_INDEX
 from speakerid.errors import ConfigError
+from speakerid.outputs import claim_folder, refuse_overlap
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,16 @@ def prepare(cfg: DictConfig) -> dict:
             results[f"  {problem}"] = done
         results["  report"] = str(path)
     if cfg.shards:
+        _check_shards_folder(Path(cfg.shards), manifest.root)
         index = write_shards(manifest, cfg.shards, cfg.shard_size, cfg.shard_audio, cfg.shard_seed)
         results["shards"] = f"{len(index['shards'])} in {cfg.shards}"
     return results
+
+
+def _check_shards_folder(folder: Path, corpus_root: Path) -> None:
+    """``shards=`` is a new or empty folder, or shards written before; never in the corpus."""
+    refuse_overlap(folder, [corpus_root], "shards")
+    claim_folder(folder, "shards", lambda f: (f / SHARD_INDEX).is_file())
 
 
 def prepare_pretrained(cfg: DictConfig) -> dict:

@@ -445,3 +445,60 @@ def test_eval_on_a_test_only_folder(
     (folder / "all.txt").write_text("\n".join(lines + everyone) + "\n")
     report = evaluate(compose_config("eval", [*settings[:4], "trials=all.txt", *settings[5:]]))
     assert report["cohort_speakers"] == [] and set(report["verification"]) == {"cosine"}
+
+
+def test_eval_and_export_never_overwrite_what_they_did_not_write(
+    trained: tuple[Path, dict], tiny_corpus, tmp_path: Path
+) -> None:
+    """An eval.json or model file of the user's stays; the corpus is never an output folder;
+    the earlier outputs of the same command are replaced."""
+    from speakerid.evaluate import evaluate
+    from speakerid.export import export
+
+    ckpt, _ = trained
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "eval.json").write_text('{"my": "notes"}')
+    with pytest.raises(ConfigError, match=r"output_dir=.*mine: already holds files"):
+        evaluate(eval_config(ckpt, mine, "evaluation.sections.plots=null"))
+    assert (mine / "eval.json").read_text() == '{"my": "notes"}'
+    with pytest.raises(ConfigError, match=r"output_dir=.*overlaps an input"):
+        evaluate(eval_config(ckpt, Path(tiny_corpus.root), "evaluation.sections.plots=null"))
+    ours = tmp_path / "ours"
+    for _ in range(2):  # a rerun replaces its own report
+        evaluate(eval_config(ckpt, ours, "evaluation.sections.plots=null"))
+    (tmp_path / "last.pt").write_bytes(b"the user's own model")
+    config = compose_config("export", [f"ckpt_path={ckpt}", f"output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"last\.pt: exists and is not an export of speakerid"):
+        export(config)
+    assert (tmp_path / "last.pt").read_bytes() == b"the user's own model"
+    (tmp_path / "last.pt").unlink()
+    for _ in range(2):  # a re-export replaces its own file
+        assert export(config)["parity_ok"]
+    model = tmp_path / "model.pt"
+    model.write_bytes(ckpt.read_bytes())  # a checkpoint named like its torchscript export
+    config = compose_config("export", [f"ckpt_path={model}", f"output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"overlaps an input of this command"):
+        export(config)
+
+
+def test_prepare_never_writes_shards_into_the_corpus_or_the_users_folder(
+    tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import TINY_CORPUS
+
+    from speakerid.prepare import prepare
+
+    corpus = [f"corpus.root={tiny_data_dir}/synthetic", f"paths.data_dir={tiny_data_dir}"]
+    corpus += [f"corpus.{k}={v}" for k, v in TINY_CORPUS.items()]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "shard-000000.tar").write_text("mine")
+    for folder, message in (
+        (mine, r"shards=.*mine: already holds files"),
+        (tiny_data_dir / "synthetic" / "shards", r"shards=.*overlaps an input"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            prepare(compose_config("prepare", [*corpus, f"shards={folder}", "validate=false"]))
+    assert (mine / "shard-000000.tar").read_text() == "mine"
+    assert not (tiny_data_dir / "synthetic" / "shards").exists()

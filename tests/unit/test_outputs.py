@@ -90,3 +90,20 @@ def test_claim_folder_takes_new_empty_or_own_folders_only(tmp_path: Path) -> Non
         claim_folder(tmp_path / "mine", "output_dir", lambda f: False)
     with pytest.raises(ConfigError, match=r"is a file, not a folder"):
         claim_folder(tmp_path / "file", "output_dir", lambda f: True)
+
+
+def test_a_users_folder_where_a_corpus_build_leaves_its_work_is_never_removed(
+    tmp_path: Path,
+) -> None:
+    """The synthetic corpus builder removed ``<root>.partial`` blindly before building."""
+    from speakerid.data.corpora.synthetic import SyntheticCorpus
+
+    mine = tmp_path / "synthetic.partial"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    corpus = SyntheticCorpus(
+        str(tmp_path / "synthetic"), str(tmp_path / "cache"), num_speakers=4, test_speakers=2
+    )
+    with pytest.raises(ConfigError, match=r"synthetic\.partial: exists and was not made by"):
+        corpus.prepare()
+    assert (mine / "keep.txt").read_text() == "mine"

@@ -35,6 +35,7 @@ from speakerid.data.corpora.voxceleb import VoxCelebCorpus
 from speakerid.data.manifest import Manifest
 from speakerid.data.trials import make_trials, write_trials
 from speakerid.errors import CorpusError
+from speakerid.outputs import MARKER, mark, remove_ours
 from speakerid.utils.io import FileLock, atomic_open, write_json
 from speakerid.utils.progress import progress_bar
 
@@ -186,7 +187,9 @@ class SyntheticCorpus:
     def _build(self) -> None:
         p = self.params
         partial = self.root.with_name(self.root.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_ours(partial)  # a build that was killed; a folder of the user's is refused
+        partial.mkdir(parents=True)
+        mark(partial, "an unfinished synthetic corpus")
         voices = _design_voices(p)
         data_dir = make_data_dir(
             partial / "_espeak", p["languages"], {v.speaker: v.variant for v in voices}
@@ -209,7 +212,9 @@ class SyntheticCorpus:
         shutil.rmtree(partial / "_espeak")
         _write_lists(partial, p, voices, jobs, sessions)
         write_json(partial / "corpus.json", p)
-        shutil.rmtree(self.root, ignore_errors=True)
+        (partial / MARKER).unlink()
+        if self.root.exists():  # found empty before the build (checked under the lock)
+            self.root.rmdir()
         os.replace(partial, self.root)
         log.info("Built %s: %d utterances", self.root, len(jobs))
 
