@@ -1,13 +1,20 @@
 """Lightning callbacks and plugins of the platform."""
 
+import errno
 import logging
 import random
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from speakerid.data.samplers import ResumableLoader
 from speakerid.data.shards import ShardLoader
@@ -59,8 +66,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if broken:
             log.error("%s not written: NaN or infinite weights in %s", path, ", ".join(broken[:3]))
             return
-        with atomic_path(path) as tmp:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
+        try:
+            with atomic_path(path) as tmp:
+                super().save_checkpoint(checkpoint, tmp, storage_options)
+        except OSError as err:  # named by the file it was for, not the temporary ones
+            if err.errno not in STORAGE_ERRORS:
+                raise
+            raise OSError(err.errno, err.strerror, str(path)) from None
+
+
+# A full disk or quota, a read-only or forbidden folder: the user's to fix, not a bug.
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 class TrackTrainingBatches(L.Callback):
@@ -146,7 +162,7 @@ class AverageLastEpochs(L.Callback):
         current = pl_module.state_dict()
         averaged = {k: (self.total[k] / len(self.epochs)).to(current[k].dtype) for k in self.total}
         pl_module.load_state_dict({**current, **averaged})
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         log.info(
             "averaged epochs %s (%d) into %s",
             [e + 1 for e in self.epochs],
@@ -159,3 +175,64 @@ class AverageLastEpochs(L.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.total, self.epochs = state.get("total"), list(state.get("epochs", []))
+
+
+class StopOnSignal(L.Callback):
+    """SIGTERM (a scheduler's preemption) or Ctrl+C (SIGINT) during training stops it at the end
+    of the current batch and writes the last checkpoint there, so ``ckpt_path=last`` continues
+    as if nothing had happened; a second Ctrl+C stops at once, without a checkpoint.
+
+    The stop itself is Lightning's: its handler sets ``trainer.received_sigterm`` (on every rank
+    under DDP) and its loops raise ``SIGTERMException`` at the next safe point; Ctrl+C is routed
+    to that handler. :attr:`signum` and :attr:`saved` tell the entry point what happened
+    (``speakerid.runs.fit``).
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.saved: Path | None = None
+        self._previous = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after Lightning installed its SIGTERM handler, which Ctrl+C is routed to
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        lightning_handler = signal.getsignal(signal.SIGTERM)
+        if self.signum == signal.SIGINT or not callable(lightning_handler):
+            raise KeyboardInterrupt  # the second Ctrl+C: now
+        self.signum = signal.SIGINT
+        lightning_handler(signal.SIGTERM, frame)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore()
+        if isinstance(exception, KeyboardInterrupt):
+            self.signum = signal.SIGINT
+        elif isinstance(exception, SIGTERMException):
+            self.signum = self.signum or signal.SIGTERM
+            if trainer.state.fn == "fit" and not (trainer.sanity_checking or trainer.fast_dev_run):
+                self.saved = self._save(trainer)
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    @staticmethod
+    def _save(trainer: L.Trainer) -> Path:
+        """Write ``last.ckpt`` where ``ckpt_path=last`` looks: the folder of the per-epoch
+        (monitor-less) ModelCheckpoint, which then takes the file for its own on resuming."""
+        saving = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+        plain = [c for c in saving if not c.monitor] or saving
+        folder = plain[0].dirpath if plain and plain[0].dirpath else None
+        path = Path(folder or Path(trainer.default_root_dir) / "checkpoints") / "last.ckpt"
+        if plain and not plain[0].monitor and plain[0].filename == "last":
+            plain[0].best_model_path = str(path)  # else a resumed run writes last-v1.ckpt
+        trainer.save_checkpoint(path, weights_only=False)  # all of it: to resume
+        return path

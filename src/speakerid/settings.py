@@ -30,6 +30,8 @@ TRAIN: Mapping[str, Rule] = {
     "trainer.accumulate_grad_batches": _integer(1, "an integer >= 1"),
     "data.batch_size": _integer(1, "an integer >= 1"),
     "data.num_workers": _integer(0, "an integer >= 0"),
+    # one class teaches a classifier head nothing (its loss is 0 from the first step)
+    "data.num_speakers": _integer(2, "at least 2 training classes (null: counted)"),
     "data.crop_seconds": _positive("a number of seconds > 0"),
     "data.val_speakers": (
         Real,
@@ -38,6 +40,10 @@ TRAIN: Mapping[str, Rule] = {
     ),
     "optimizer.lr": _positive("a learning rate > 0"),
     "optimizer.weight_decay": (Real, lambda v: v >= 0, "a number >= 0"),
+    "loss.scale": _positive("a logit scale > 0"),
+    # an angle in radians (AAM) or a cosine offset (AM, triplet): recipes use 0.1-0.5, and a
+    # margin of 1 or more (57 degrees, half the cosine range) is a slip, not a setting
+    "loss.margin": (Real, lambda v: 0 <= v < 1, "a margin in [0, 1)"),
 }
 
 

@@ -1,6 +1,8 @@
 """``speakerid-train``: instantiate data, system, trainer from ``conf/train.yaml``; fit; test."""
 
 import logging
+import signal
+import sys
 import warnings
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from speakerid.callbacks import AverageLastEpochs, nonfinite_weights
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, save_thresholds
-from speakerid.runs import make_trainer
+from speakerid.runs import Stopped, make_trainer, resume_checkpoint, run_stage, storage_errors
 from speakerid.settings import check_settings
 from speakerid.utils.io import write_json
 from speakerid.utils.loggers import close_loggers
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured system, then test it (``test_ckpt``); return the logged metrics."""
     check_settings(cfg)
+    resume = resume_checkpoint(cfg)  # before any work: asked to resume, a run never starts afresh
     _say_if_generated_augmentation(cfg)
     if cfg.test and cfg.test_ckpt not in ("best", "last", "averaged"):
         raise ConfigError(f"test_ckpt must be best, last or averaged, got {cfg.test_ckpt!r}")
@@ -41,7 +44,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("init_from"):
         init_backbone(system, cfg.init_from)
     trainer, loggers = make_trainer(cfg)
-    trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    run_stage(trainer, lambda: trainer.fit(system, datamodule=datamodule, ckpt_path=resume))
     broken = nonfinite_weights(system.state_dict())
     if broken:
         raise ConfigError(
@@ -51,7 +54,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
         ckpt_path = _test_checkpoint(trainer, cfg.test_ckpt)
-        (results,) = trainer.test(system, datamodule=datamodule, ckpt_path=ckpt_path)
+        (results,) = run_stage(
+            trainer, lambda: trainer.test(system, datamodule=datamodule, ckpt_path=ckpt_path)
+        )
         metrics.update(results)
         log.info("Tested %s", ckpt_path or "the final weights")
         _store_thresholds(trainer, ckpt_path, results, system.far_target, cfg.data.test_trials)
@@ -100,6 +105,11 @@ def with_counted_speakers(cfg: DictConfig, datamodule) -> DictConfig:
         return cfg
     datamodule.setup("fit")
     count = len(datamodule.speakers)
+    if count < 2:  # the settings table checks a number given; this is a number counted
+        raise ConfigError(
+            f"data.num_speakers=null: {datamodule.manifest.root} gives {count} training "
+            "class(es); training needs at least 2"
+        )
     log.info("data.num_speakers=null: %d training classes", count)
     return OmegaConf.merge(cfg, {"data": {"num_speakers": count}})
 
@@ -161,7 +171,15 @@ def _store_thresholds(
 @hydra_entry("train")
 def main(cfg: DictConfig) -> float | None:
     quiet_environment()
-    metrics = train(cfg)
+    try:
+        with storage_errors(cfg):
+            metrics = train(cfg)
+    except Stopped as stop:
+        print(f"stopped: {stop.line}", file=sys.stderr, flush=True)
+        raise
+    except KeyboardInterrupt:  # outside Lightning's loops (within them, Stopped)
+        print("stopped: SIGINT outside the training loop; nothing saved", file=sys.stderr)
+        raise Stopped(signal.SIGINT, "") from None
     print_results(
         "speakerid-train", {k: v for k, v in sorted(metrics.items()) if not k.startswith("train/")}
     )

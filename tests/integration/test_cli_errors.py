@@ -45,6 +45,23 @@ def test_a_target_head_in_the_encoder_is_refused_at_compose_time(
         (train.main, ["data.batch_size=-1"], "error: data.batch_size=-1: expected an integer"),
         (train.main, ["data.crop_seconds=0"], "error: data.crop_seconds=0: expected a number"),
         (train.main, ["data.val_speakers=1"], "error: data.val_speakers=1: expected a count >= 2"),
+        (train.main, ["loss.scale=-5"], "error: loss.scale=-5: expected a logit scale > 0"),
+        (train.main, ["loss.margin=2"], "error: loss.margin=2: expected a margin in [0, 1)"),
+        (train.main, ["loss=am_softmax", "loss.margin=-0.1"], "error: loss.margin=-0.1: expected"),
+        (train.main, ["data.num_speakers=1"], "error: data.num_speakers=1: expected at least 2"),
+        # asked to resume, a run never starts afresh
+        (train.main, ["ckpt_path=last"], "error: ckpt_path=last: nothing to resume, no last*.ckpt"),
+        (
+            train.main,
+            ["ckpt_path=/no/such.ckpt"],
+            "error: ckpt_path=/no/such.ckpt: no such checkpoint",
+        ),
+        # Lightning's reason, not Hydra's "Error in call to target" alone
+        (
+            train.main,
+            ["trainer.precision=bogus"],
+            "error: trainer: Precision 'bogus' is invalid. Allowed precision values: (",
+        ),
         (train.main, ["test_ckpt=averaged"], "error: test_ckpt=averaged needs callbacks.average"),
         (train.main, ["features.window=kaiser"], "error: KaldiFbank: window must be one of"),
         (
