@@ -3,6 +3,7 @@ the checkpoints written so far intact; a run without loggers."""
 
 import errno
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from tests.conftest import TINY_MODEL, compose_config, tiny_overrides
 
 from speakerid import train as train_entry
+from speakerid.data.embedding_store import StoreWriter
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint
 from speakerid.runs import make_trainer, storage_errors
@@ -78,3 +80,21 @@ def test_a_run_without_loggers(override: str, tiny_data_dir: Path, tmp_path: Pat
     cfg = compose_config("train", [*tiny_overrides(tiny_data_dir, tmp_path), override])
     trainer, loggers = make_trainer(cfg)
     assert loggers == [] and trainer.loggers == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MB tmpfs (needs root and mount; skipped elsewhere)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]).returncode:
+        pytest.skip("no tmpfs mount here (needs root)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_store_larger_than_the_disk_is_refused_when_created(small_disk: Path) -> None:
+    index = [(f"s{i % 2}/{i}", f"s{i % 2}", "-") for i in range(1000)]  # 7.7 MB of float32
+    with pytest.raises(ConfigError, match=r"store.partial: No space left on device: .* 7\.68 MB"):
+        StoreWriter(small_disk / "store", index, 10, 192, {"source": "x"}, shard_size=100)
+    assert list(small_disk.iterdir()) == []

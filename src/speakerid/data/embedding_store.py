@@ -16,7 +16,9 @@ wav tree, is written by :meth:`EmbeddingStore.to_npy_tree` and read by :meth:`fr
 """
 
 import csv
+import errno
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,9 +212,22 @@ class StoreWriter:
             self.array = np.load(self.partial / ARRAY, mmap_mode="r+", allow_pickle=False)
             self.done = set(json.loads((self.partial / PROGRESS).read_text()))
         else:
-            tmp = Path(f"{self.root}.partial.tmp")
-            remove_ours(tmp)  # a run killed while creating it
-            tmp.mkdir(parents=True)
+            self._create(index, meta, (len(index), crops, dim))
+            self.array = np.load(self.partial / ARRAY, mmap_mode="r+", allow_pickle=False)
+            self.done = set()
+
+    def _create(self, index: Sequence[tuple[str, str, str]], meta: dict, shape: tuple) -> None:
+        """Make ``<root>.partial`` (through ``.partial.tmp``, so it is complete or absent), with
+        the array's disk blocks reserved now: a memory map over a sparse file that the disk
+        cannot back dies of SIGBUS ("Bus error") at the first page it cannot write, hours in.
+
+        Raises:
+            ConfigError: the disk is full (or a quota reached): nothing of this run is left.
+        """
+        tmp = Path(f"{self.root}.partial.tmp")
+        remove_ours(tmp)  # a run killed while creating it
+        tmp.mkdir(parents=True)
+        try:
             mark(tmp, "an unfinished embedding store")
             with open(tmp / INDEX, "w", newline="") as f:
                 out = csv.writer(f, delimiter="\t", lineterminator="\n")
@@ -220,11 +235,20 @@ class StoreWriter:
                 out.writerows(index)
             write_json(tmp / META, meta)
             write_json(tmp / PROGRESS, [])
-            shape = (len(index), crops, dim)
             np.lib.format.open_memmap(tmp / ARRAY, "w+", np.float32, shape).flush()
-            tmp.rename(self.partial)
-            self.array = np.load(self.partial / ARRAY, mmap_mode="r+", allow_pickle=False)
-            self.done = set()
+            _reserve(tmp / ARRAY)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # made just now, by this run
+            self.lock.release(remove=True)
+            need = 4 * int(np.prod(shape))
+            size = f"{need / 1e9:.2f} GB" if need >= 1e9 else f"{need / 1e6:.2f} MB"
+            raise ConfigError(
+                f"{self.partial}: {os.strerror(err.errno)}: the store needs {size} "
+                f"({' x '.join(map(str, shape))} float32); make room or choose another output"
+            ) from None
+        tmp.rename(self.partial)
 
     @property
     def num_shards(self) -> int:
@@ -297,6 +321,17 @@ def _finished(root: Path, meta: dict, overwrite: bool) -> EmbeddingStore | None:
         f"output={root}: holds a finished store made with other settings ({', '.join(changed)}); "
         "choose another output, or overwrite=true to replace it"
     )
+
+
+def _reserve(path: Path) -> None:
+    """Allocate every block of ``path`` (``posix_fallocate``), so writing through a memory map
+    of it never finds the disk full."""
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as err:  # a file system without it: the sparse file, as before
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
 
 
 def _resume_mismatch(partial: Path, old: dict | None, new: dict) -> str:
