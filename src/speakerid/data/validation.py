@@ -1,7 +1,8 @@
 """The validation pass: every file's header read once, each problem handled by a policy.
 
 Problems and the actions a policy may choose for them (the first is what ``on_bad_file=skip``
-picks, ``fail`` what ``on_bad_file=error`` picks, unless ``policy`` names one):
+picks, ``fail`` what ``on_bad_file=error`` picks, unless ``policy`` names one; too-short files
+and links out of the root are skipped either way):
 
 =============  ================================  =========================================
 problem        meaning                           actions
@@ -13,6 +14,8 @@ too_short      under ``min_seconds``             skip, fail
 nonfinite      NaN or infinite samples           skip, fail
 wrong_rate     not the corpus sample rate        resample, convert, skip, fail
 multichannel   more than one channel             downmix, convert, skip, fail
+outside_root   a symlink leading out of the      skip, fail
+               corpus root (never followed)
 =============  ================================  =========================================
 
 ``resample`` and ``downmix`` keep the file: rows get their length at the corpus rate and every
@@ -49,6 +52,7 @@ ACTIONS = {
     "nonfinite": ("skip", "fail"),
     "wrong_rate": ("resample", "convert", "skip", "fail"),
     "multichannel": ("downmix", "convert", "skip", "fail"),
+    "outside_root": ("skip", "fail"),
 }
 
 
@@ -70,6 +74,7 @@ def make_policy(on_bad_file: str = "error", overrides: Mapping[str, str] | None 
         raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
     policy = {p: "fail" if on_bad_file == "error" else "skip" for p in ACTIONS}
     policy["too_short"] = "skip"
+    policy["outside_root"] = "skip"  # not a bad file: a link to elsewhere, counted in the report
     for problem, action in (overrides or {}).items():
         if problem not in ACTIONS:
             raise ConfigError(f"policy: unknown problem {problem!r}; known: {', '.join(ACTIONS)}")

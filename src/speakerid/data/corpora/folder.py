@@ -5,9 +5,17 @@ training: no metadata, no fixed depth, any format ``soundfile`` reads. The speak
 folder under the root, the session the second when files are nested deeper (``-`` otherwise);
 an utterance's id is its path under the root without the extension, which is how trial lists
 name it (``spk1/take3.wav`` and ``spk1/take3.flac`` both resolve to ``spk1/take3``).
+
+Symlinks are read only where they stay inside the root: one leading out of it (to ``/``, to
+another disk) is never followed, and is counted in the validation report (``outside_root``).
+A symlinked folder inside the root is not walked either: its files are found under their own
+path, once.
 """
 
 import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
 from speakerid.data.corpora.base import AudioCorpus, Entry, stamp
 from speakerid.data.validation import Validator
@@ -23,7 +31,7 @@ class FolderCorpus(AudioCorpus):
     Args:
         root: the folder; each sub-folder is a speaker (files directly in the root are refused).
         cache_dir: manifest and validation report.
-        extensions: the audio file endings read (case-insensitive).
+        extensions: the audio file endings read (case-insensitive); one string is one ending.
         **kwargs: the validation and filter settings of :class:`AudioCorpus`; ``conf/corpus/
             folder.yaml`` resamples other rates and downmixes stereo on the fly.
     """
@@ -34,27 +42,29 @@ class FolderCorpus(AudioCorpus):
         self,
         root: str,
         cache_dir: str,
-        extensions: tuple[str, ...] | list[str] = EXTENSIONS,
+        extensions: str | Sequence[str] = EXTENSIONS,
         **kwargs,
     ) -> None:
         super().__init__(root, cache_dir, **kwargs)
-        if isinstance(extensions, str) or not extensions:
-            raise ConfigError(f"extensions must be a list of file endings, got {extensions!r}")
-        self.extensions = tuple(e.lower().lstrip(".") for e in extensions)
+        self.extensions = extension_list(extensions)
 
     def settings(self) -> dict:
         return {"extensions": list(self.extensions)}
 
     def contents(self) -> str:
-        return stamp(*sorted(p for p in self.root.iterdir() if p.is_dir()))
+        files, _ = walk_inside(self.root)
+        return stamp(*(f for f in files if f.parent != self.root))  # speaker folders' files
 
     def describe(self) -> str:
         return f"no <speaker>/.../*.{{{','.join(self.extensions)}}} files"
 
     def entries(self, validator: Validator) -> list[Entry]:
         out, speakerless = [], 0
-        for path in sorted(self.root.rglob("*")):
-            if not path.is_file() or path.suffix.lower().lstrip(".") not in self.extensions:
+        files, outside = walk_inside(self.root)
+        for link, target in outside:
+            validator.problem(link, "outside_root", f"a symlink to {target}: not followed")
+        for path in files:
+            if path.suffix.lower().lstrip(".") not in self.extensions:
                 continue
             rel = path.relative_to(self.root)
             if len(rel.parts) < 2:
@@ -69,3 +79,46 @@ class FolderCorpus(AudioCorpus):
                 speakerless,
             )
         return out
+
+
+def extension_list(extensions: str | Sequence[str]) -> tuple[str, ...]:
+    """File endings, lower case, without the dot; a single string is one ending
+    (``extensions=wav`` on the command line), not its letters.
+
+    Raises:
+        ConfigError: no ending given.
+    """
+    endings = (extensions,) if isinstance(extensions, str) else tuple(extensions or ())
+    endings = tuple(str(e).lower().lstrip(".") for e in endings)
+    if not endings or not all(endings):
+        raise ConfigError(f"extensions: file endings such as [wav, flac], got {extensions!r}")
+    return endings
+
+
+def walk_inside(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every file below ``root`` (symlinks to files inside it included), sorted, and the
+    symlinks below it that lead out of it, with their targets: those are not followed. Real
+    folders only are walked: a symlinked one inside the root holds nothing the walk does not
+    reach by its own path, and one outside could be ``/``."""
+    top = root.resolve()
+    files, outside, folders = [], [], [root]
+    while folders:
+        with os.scandir(folders.pop()) as scan:
+            entries = list(scan)
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_symlink():
+                try:
+                    target = path.resolve()
+                except (OSError, RuntimeError):  # a loop of links
+                    outside.append((path, os.readlink(path)))
+                    continue
+                if not target.is_relative_to(top):
+                    outside.append((path, str(target)))
+                elif entry.is_file():
+                    files.append(path)
+            elif entry.is_dir():
+                folders.append(path)
+            elif entry.is_file():
+                files.append(path)
+    return sorted(files), sorted(outside)
