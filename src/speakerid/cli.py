@@ -3,6 +3,7 @@
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -51,12 +52,21 @@ def report_user_errors(task: Callable[..., R]) -> Callable[..., R]:
             cause = err.__cause__ if isinstance(err, InstantiationException) else err
             if not isinstance(cause, SpeakerIdError):
                 raise
+            if _in_multirun():  # Hydra records the failed run (sweep.csv) and goes on; the sweep
+                raise cause from None  # re-raises it at its end, as one line (_one_line_errors)
             log.debug("user error", exc_info=True)
             # print, not rich: unwrapped, whatever the terminal
             print(f"error: {cause}", file=sys.stderr, flush=True)
             sys.exit(2)
 
     return wrapper
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], R]], Callable[[], R]]:
@@ -95,6 +105,9 @@ def _one_line_errors(report: Callable[[Callable[[], R]], R], func: Callable[[], 
                 raise
             print(f"error: {config_error_line(err)}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except SpeakerIdError as err:  # a multirun's failed run, re-raised by the sweeper
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
 
     return report(guarded)
 
@@ -107,11 +120,12 @@ QUOTING_HINT = (
 
 def config_error_line(err: Exception) -> str:
     """One line for a Hydra / OmegaConf error; an unknown choice names the group it belongs to
-    when another config group has a file of that name, and a malformed override says how to
-    quote a path with Hydra's special characters."""
+    when another config group has a file of that name, a malformed override says how to quote a
+    path with Hydra's special characters, and an override of a missing key how to add it (+)."""
     line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, OverrideParseException) or line.startswith("Ambiguous value"):
         line += QUOTING_HINT
+    line += _prefix_hint(str(err))
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         group, _, choice = err.missing_cfg_file.rpartition("/")
         options = f" (choices: {', '.join(err.options)})" if err.options else ""
@@ -125,6 +139,18 @@ def config_error_line(err: Exception) -> str:
             line += f"; '{choice}' is a choice of {', '.join(elsewhere)}"
             line += ENTRY_HINTS.get(elsewhere[0], "")
     return line
+
+
+def _prefix_hint(message: str) -> str:
+    """Hydra's remedy for an override of a key the config lacks (``+key=value`` adds it) or an
+    addition of one it has (without ``+``, or ``++``), which its message gives on later lines."""
+    added = re.search(r"^To append to your config use (\+\S+)", message, re.MULTILINE)
+    if added:
+        return f" The config has no such key (a typo?); to add a key, prefix it with +: {added[1]}"
+    plain = re.search(r"^Either remove \+ prefix: '(\S+)'", message, re.MULTILINE)
+    if plain:
+        return f" To set it, drop the +: {plain[1]} (++ adds or overrides)"
+    return ""
 
 
 # Groups that belong to one entry point, named in the hint for a choice made in the wrong place.
