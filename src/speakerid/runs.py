@@ -132,11 +132,11 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
 def run_stage(trainer: L.Trainer, stage: Callable[[], Any]) -> Any:
     """``stage()`` (``trainer.fit``/``test``), with a stop by a signal raised as :class:`Stopped`
     (Lightning exits 0 after SIGTERM, and 1 after Ctrl+C)."""
-    stop = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
+    stop = next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
     try:
         return stage()
     except SystemExit:  # Lightning's SIGTERMException, or its exit after a second Ctrl+C
-        if stop.signum is None:
+        if stop is None or stop.signum is None:
             raise
         raise Stopped(stop.signum, _stopped_line(trainer, stop)) from None
 
