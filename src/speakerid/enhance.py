@@ -3,6 +3,7 @@ the enhanced store, and report original vs enhanced EER/minDCF on the same trial
 """
 
 import logging
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -14,7 +15,7 @@ from omegaconf import DictConfig
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.data import enhancement_lists
 from speakerid.data.embedding_store import StoreWriter
-from speakerid.runs import make_trainer
+from speakerid.runs import Stopped, make_trainer, resume_checkpoint, run_stage
 from speakerid.settings import ENHANCE, check_settings
 from speakerid.utils.io import write_json
 from speakerid.utils.loggers import close_loggers
@@ -30,8 +31,11 @@ def enhance(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     system = instantiate(cfg.system)
     trainer, loggers = make_trainer(cfg)
-    trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    (results,) = trainer.test(system, datamodule=datamodule, verbose=False)
+    resume = resume_checkpoint(cfg)
+    run_stage(trainer, lambda: trainer.fit(system, datamodule=datamodule, ckpt_path=resume))
+    (results,) = run_stage(
+        trainer, lambda: trainer.test(system, datamodule=datamodule, verbose=False)
+    )
     out_dir = Path(cfg.paths.output_dir)
     report = {
         "original": {k: results[f"test/{k}_original"] for k in FIGURES},
@@ -81,7 +85,11 @@ def _write_lists(datamodule, folder: Path, seed: int) -> None:
 @hydra_entry("enhance")
 def main(cfg: DictConfig) -> None:
     quiet_environment()
-    report = enhance(cfg)
+    try:
+        report = enhance(cfg)
+    except Stopped as stop:  # SIGTERM / Ctrl+C: checkpoint saved, exit 143 / 130
+        print(f"stopped: {stop.line}", file=sys.stderr, flush=True)
+        raise
     table = {f"original {k}": report["original"][k] for k in FIGURES}
     table.update({f"enhanced {k}": report["enhanced"][k] for k in FIGURES})
     print_results(f"speakerid-enhance ({report['loss']})", table)

@@ -1,4 +1,5 @@
-"""A folder corpus never walks out of its root (a symlink to ``/`` is counted, not followed), and
+"""A folder corpus never walks out of its root (a symlink to ``/`` is counted, not followed; a
+link to one file is read), and
 takes ``extensions=wav`` as one ending."""
 
 import json
@@ -28,7 +29,7 @@ def linked(tmp_path: Path) -> Path:
     _wav(tmp_path / "elsewhere" / "x.wav")
     os.symlink("/", root / "alice" / "everything")
     os.symlink(tmp_path / "elsewhere", root / "carol")  # a speaker folder on another disk
-    os.symlink(tmp_path / "elsewhere" / "x.wav", root / "bob" / "x.wav")
+    os.symlink(tmp_path / "elsewhere" / "x.wav", root / "bob" / "x.wav")  # a file: read
     os.symlink("loop", root / "bob" / "loop")
     os.symlink(root / "alice", root / "bob" / "alias")  # inside: found under alice/ anyway
     os.symlink(root / "alice" / "1.wav", root / "bob" / "copy.wav")  # a file inside: read
@@ -38,14 +39,14 @@ def linked(tmp_path: Path) -> Path:
 def test_links_out_of_the_root_are_counted_not_followed(linked: Path, tmp_path: Path) -> None:
     corpus = FolderCorpus(str(linked), str(tmp_path / "cache"))
     manifest = corpus.manifest()
-    assert sorted(u.utt_id for u in manifest) == ["alice/1", "alice/2", "bob/copy", "bob/s1/1"]
+    utterances = ["alice/1", "alice/2", "bob/copy", "bob/s1/1", "bob/x"]
+    assert sorted(u.utt_id for u in manifest) == utterances
     report = json.loads(corpus.report_path().read_text())
-    assert report["counts"]["outside_root"] == {"skip": 4}
+    assert report["counts"]["outside_root"] == {"skip": 3}
     assert sorted(Path(p["file"]).name for p in report["problems"]) == [
         "carol",
         "everything",
         "loop",
-        "x.wav",
     ]
     again = corpus.manifest()  # from the cache: the fingerprint does not walk out either
     assert [u.utt_id for u in again] == [u.utt_id for u in manifest]
@@ -54,7 +55,7 @@ def test_links_out_of_the_root_are_counted_not_followed(linked: Path, tmp_path: 
 def test_a_policy_can_make_links_out_of_the_root_an_error(linked: Path, tmp_path: Path) -> None:
     corpus = FolderCorpus(str(linked), str(tmp_path / "cache"), policy={"outside_root": "fail"})
     with pytest.raises(
-        CorpusError, match=r"(?s)4 bad audio file\(s\).*everything: a symlink to /: not followed"
+        CorpusError, match=r"(?s)3 bad audio file\(s\).*everything: a symlink to /: not followed"
     ):
         corpus.manifest()
 
@@ -79,6 +80,6 @@ def test_embed_reads_a_folder_without_a_trial_list(linked: Path, tmp_path: Path)
     )
     assert not (linked / cfg.data.test_trials).exists()
     datamodule, meta = _open_corpus(cfg.data, 0, "model")
-    assert len(datamodule.manifest) == 4 and meta["trials"] is None
+    assert len(datamodule.manifest) == 5 and meta["trials"] is None
     (linked / "trials.txt").write_text("0 alice/1 bob/s1/1\n1 alice/1 alice/2\n")  # recorded
     assert _open_corpus(cfg.data, 0, "model")[1]["trials"] == str(linked / "trials.txt")

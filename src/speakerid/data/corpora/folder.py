@@ -96,10 +96,11 @@ def extension_list(extensions: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def walk_inside(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Every file below ``root`` (symlinks to files inside it included), sorted, and the
-    symlinks below it that lead out of it, with their targets: those are not followed. Real
-    folders only are walked: a symlinked one inside the root holds nothing the walk does not
-    reach by its own path, and one outside could be ``/``."""
+    """Every file below ``root`` (symlinks to files included, wherever the file is: a corpus
+    made of links into a larger one is common, and a link to a file reads that one file), sorted,
+    and the symlinked folders leading out of it (and broken links), with their targets: those are
+    not followed. Real folders only are walked: a symlinked one inside the root holds nothing the
+    walk does not reach by its own path, and one outside could be ``/``."""
     top = root.resolve()
     files, outside, folders = [], [], [root]
     while folders:
@@ -113,10 +114,10 @@ def walk_inside(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
                 except (OSError, RuntimeError):  # a loop of links
                     outside.append((path, os.readlink(path)))
                     continue
-                if not target.is_relative_to(top):
-                    outside.append((path, str(target)))
-                elif entry.is_file():
+                if target.is_file():
                     files.append(path)
+                elif not target.is_relative_to(top) or not target.exists():
+                    outside.append((path, str(target)))
             elif entry.is_dir():
                 folders.append(path)
             elif entry.is_file():
