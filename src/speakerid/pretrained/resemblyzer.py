@@ -58,49 +58,19 @@ def convert_resemblyzer(weights: str | Path, output: str | Path) -> dict:
     """Write Resemblyzer's GE2E encoder as a speakerid checkpoint (resolved config of
     ``experiment=ge2e_resemblyzer`` + state dict; loads with ``weights_only=True``) that every
     tool takes like a trained one. Returns what was written."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf, open_dict
-
-    from speakerid.cli import CONFIG_PATH
-    from speakerid.utils.io import atomic_path, file_sha256
-    from speakerid.utils.loggers import code_version
+    from speakerid.checkpoints import compose_run_config, write_converted
+    from speakerid.utils.io import file_sha256
 
     weights, output = Path(weights), Path(output)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)["model_state"]
     except Exception as err:  # a damaged or foreign file
         raise ConfigError(f"{weights}: not Resemblyzer's weights ({err})") from None
-    GlobalHydra.instance().clear()
-    overrides = [*RESEMBLYZER_OVERRIDES, f"paths.output_dir={output.parent.resolve()}"]
-    with initialize_config_dir(CONFIG_PATH, version_base="1.3"):
-        cfg = compose("train", overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # hydra: interpolations (the working directory)
-    with open_dict(cfg):
-        del cfg.hydra
-    config = OmegaConf.to_container(cfg, resolve=True)
-    system = instantiate(OmegaConf.create(config).system)
+    config = compose_run_config(RESEMBLYZER_OVERRIDES, output.parent.resolve())
     # the encoder's tensors, and the GE2E similarity's w and b (a scalar each) for the head
     head = {"similarity_weight": "loss.w", "similarity_bias": "loss.b"}
     mapped = {
         head.get(k, f"backbone.{k}"): v.reshape(()) if k in head else v for k, v in state.items()
     }
-    expected = {k for k in system.state_dict() if k.startswith("backbone.")} | set(head.values())
-    if set(mapped) != expected:
-        raise ConfigError(f"{weights}: its tensors do not fit Ge2eLstm ({sorted(mapped)[:3]})")
-    system.load_state_dict({**system.state_dict(), **mapped})
-    sha256 = file_sha256(weights)
-    checkpoint = {
-        "state_dict": system.state_dict(),
-        "speakerid": {
-            "config": config,
-            **code_version(),
-            "source": {"package": RESEMBLYZER, "file": "pretrained.pt", "sha256": sha256},
-        },
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(output) as tmp:
-        torch.save(checkpoint, tmp)
-    return {"checkpoint": str(output), "source": RESEMBLYZER, "sha256": sha256}
+    source = {"package": RESEMBLYZER, "file": "pretrained.pt", "sha256": file_sha256(weights)}
+    return write_converted(output, config, mapped, source, [weights])
