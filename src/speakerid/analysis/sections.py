@@ -8,6 +8,7 @@ anywhere importable) and one YAML entry. A section may read what earlier section
 (``context.report``); ``null`` in the config leaves a section out.
 """
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +36,8 @@ from speakerid.analysis.report import (
 from speakerid.analysis.similarity import similarity_matrix
 from speakerid.errors import ConfigError
 from speakerid.metrics import VerificationCurve
+
+log = logging.getLogger(__name__)
 
 
 class Section(NamedTuple):
@@ -96,14 +99,18 @@ class Verification:
 
 class Calibration:
     """Quality-measure calibration (:mod:`speakerid.scoring.calibration`) of each scoring:
-    a logistic regression from the score and the two utterances' log durations and embedding
-    norms to an LLR, trained on trials of the cohort's (training) speakers, never the test ones.
+    a regularized logistic regression from the score and the two utterances' log durations and
+    embedding norms to an LLR, trained on trials of the cohort's (training) speakers, never the
+    test ones.
 
     The cohort speakers are split in two seeded halves: trials among the second half are
     scored with the first half as their normalization cohort (a speaker never normalizes its
-    own trials), and train the regression. Reports, per scoring, the test trials' actual DCF
-    before (at the uncalibrated score's EER threshold) and after (calibrated LLRs at the Bayes
-    threshold of ``p_target``), with minDCF and Cllr.
+    own trials), and train the regression. It needs ``per_parameter`` trials per parameter in
+    each class. Reports, per scoring, the test trials' actual DCF before (at the uncalibrated
+    score's EER threshold) and after (calibrated LLRs at the Bayes threshold of ``p_target``),
+    with minDCF and Cllr; the test trials are held out from its training, and a calibration is
+    kept (``model``) only when its Cllr there is below 1 and below the raw scores'. Otherwise
+    ``kept`` is false, ``why`` says why, and one warning names every scoring left out.
     """
 
     def __init__(
@@ -115,62 +122,89 @@ class Calibration:
         p_target: float = 0.01,
         max_trials: int = 20000,
         seed: int = 0,
+        per_parameter: int = 10,
+        regularization: float = 1.0,
     ) -> None:
+        if per_parameter < 1 or not regularization > 0:
+            raise ConfigError(
+                f"calibration.per_parameter={per_parameter} must be at least 1 and "
+                f"calibration.regularization={regularization} above 0"
+            )
         self.scorings, self.features = list(scorings), list(features)
         self.top_k, self.cohort, self.p_target = top_k, cohort, p_target
         self.max_trials, self.seed = max_trials, seed
+        self.per_parameter, self.regularization = per_parameter, regularization
 
     def __call__(self, table: Tensor, evalset: EvalSet, context: EvalContext) -> Section:
-        from speakerid.metrics import actual_dcf
-        from speakerid.scoring.calibration import (
-            Calibration as Fitted,
-        )
-        from speakerid.scoring.calibration import (
-            bayes_threshold,
-            cllr,
-            quality_features,
-        )
-
         pairs = self._calibration_pairs(evalset)
         if pairs is None:
             return Section({"skipped": "calibration needs a cohort of at least 4 speakers"})
         normalizing, enroll, test, labels = pairs
-        utterances = evalset.trials.utterances
-        samples = torch.tensor([u.num_samples for u in utterances], dtype=torch.float64)
-        norms = table.double().norm(dim=1)
-        trials = evalset.trials
         report: dict = {"trained_on_trials": len(labels), "features": self.features}
-        threshold = bayes_threshold(self.p_target)
         cohort = cohort_matrix(table, normalizing, evalset, self.cohort)
         for scoring in self.scorings:
             cal_scores = score_pairs(table, enroll, test, cohort, scoring, self.top_k)
-            x = quality_features(cal_scores, enroll, test, samples, norms, self.features)
-            fitted = Fitted.fit(x, labels.numpy(), self.features, scoring)
-            raw = score_trials(table, evalset, scoring, self.top_k, self.cohort)
-            llr = fitted.llr(
-                quality_features(raw, trials.enroll, trials.test, samples, norms, self.features)
+            report[scoring] = self._calibrate(table, evalset, scoring, cal_scores, pairs)
+        left_out = {s: report[s]["why"] for s in self.scorings if not report[s]["kept"]}
+        if left_out:
+            log.warning(
+                "Calibration not kept (no LLRs from it, none stored with the model): %s",
+                "; ".join(f"{scoring}: {why}" for scoring, why in left_out.items()),
             )
-            before, after = (
-                VerificationCurve(raw, trials.labels),
-                VerificationCurve(torch.from_numpy(llr), trials.labels),
-            )
-            eer_before, threshold_before = before.eer()
-            report[scoring] = {
-                "eer_before": eer_before,
-                "eer_after": after.eer()[0],
-                "min_dcf_before": before.min_dcf(p_target=self.p_target)[0],
-                "min_dcf_after": after.min_dcf(p_target=self.p_target)[0],
-                "actual_dcf_before": actual_dcf(
-                    raw, trials.labels, threshold_before, p_target=self.p_target
-                ),
-                "actual_dcf_after": actual_dcf(
-                    llr, trials.labels, threshold, p_target=self.p_target
-                ),
-                "cllr_after": cllr(llr, trials.labels.numpy()),
-                "p_target": self.p_target,
-                "model": fitted.to_dict(),
-            }
         return Section(report)
+
+    def _calibrate(
+        self, table: Tensor, evalset: EvalSet, scoring: str, cal_scores: Tensor, pairs: tuple
+    ) -> dict:
+        """One scoring's calibration, fitted on ``cal_scores`` of the calibration ``pairs`` and
+        judged on the test trials: its figures, and ``model`` if it is kept."""
+        from speakerid.scoring.calibration import Calibration as Fitted
+        from speakerid.scoring.calibration import quality_features
+
+        _, enroll, test, labels = pairs
+        samples = torch.tensor(
+            [u.num_samples for u in evalset.trials.utterances], dtype=torch.float64
+        )
+        norms, trials = table.double().norm(dim=1), evalset.trials
+        x = quality_features(cal_scores, enroll, test, samples, norms, self.features)
+        try:
+            fitted = Fitted.fit(
+                x, labels.numpy(), self.features, scoring, self.regularization, self.per_parameter
+            )
+        except ValueError as err:  # too few trials, or one class only
+            return {"kept": False, "why": str(err)}
+        raw = score_trials(table, evalset, scoring, self.top_k, self.cohort)
+        held_out = quality_features(raw, trials.enroll, trials.test, samples, norms, self.features)
+        fitted = fitted.assessed(held_out, raw.numpy(), trials.labels.numpy())
+        figures = self._figures(raw, fitted.llr(held_out), trials.labels)
+        why = fitted.problem()
+        kept = {"kept": True, "model": fitted.to_dict()} if why is None else {"kept": False}
+        return {
+            **figures,
+            "cllr_before": fitted.cllr_uncalibrated,
+            "cllr_after": fitted.cllr,
+            **kept,
+            **({"why": why} if why else {}),
+        }
+
+    def _figures(self, raw: Tensor, llr: np.ndarray, labels: Tensor) -> dict:
+        """EER, minDCF and actual DCF of the test trials before and after calibration."""
+        from speakerid.metrics import actual_dcf
+        from speakerid.scoring.calibration import bayes_threshold
+
+        before = VerificationCurve(raw, labels)
+        after = VerificationCurve(torch.from_numpy(llr), labels)
+        eer_before, threshold_before = before.eer()
+        p = self.p_target
+        return {
+            "eer_before": eer_before,
+            "eer_after": after.eer()[0],
+            "min_dcf_before": before.min_dcf(p_target=p)[0],
+            "min_dcf_after": after.min_dcf(p_target=p)[0],
+            "actual_dcf_before": actual_dcf(raw, labels, threshold_before, p_target=p),
+            "actual_dcf_after": actual_dcf(llr, labels, bayes_threshold(p), p_target=p),
+            "p_target": p,
+        }
 
     def _calibration_pairs(self, evalset: EvalSet):
         """(normalizing cohort rows, enroll rows, test rows, labels) of the calibration trials:
