@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from speakerid.cli import hydra_entry, print_results
 from speakerid.contracts import Corpus
@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 def prepare(cfg: DictConfig) -> dict:
     """Build or check the corpus (a full validation pass with ``validate``), write shards if
-    asked; return the summary that is printed. ``pretrained=resemblyzer`` converts that
-    encoder instead (:func:`speakerid.pretrained.convert_resemblyzer`)."""
+    asked; return the summary that is printed. ``pretrained=<source>`` converts another
+    toolkit's model instead (:func:`prepare_pretrained`)."""
     if cfg.get("pretrained"):
         return prepare_pretrained(cfg)
     corpus: Corpus = instantiate(cfg.corpus)
@@ -52,15 +52,14 @@ def _check_shards_folder(folder: Path, corpus_root: Path) -> None:
 
 
 def prepare_pretrained(cfg: DictConfig) -> dict:
-    """``pretrained=resemblyzer``: its weights (the installed package's, or from its wheel on the
-    package registry) as ``<data_dir>/pretrained/resemblyzer.ckpt``."""
-    from speakerid.pretrained import convert_resemblyzer, resemblyzer_weights
-
-    if cfg.pretrained != "resemblyzer":
-        raise ConfigError(f"pretrained={cfg.pretrained!r}: the one known is resemblyzer")
-    folder = Path(cfg.paths.data_dir) / "pretrained"
-    weights = resemblyzer_weights(folder / "downloads")
-    return {**convert_resemblyzer(weights, folder / "resemblyzer.ckpt"), "weights": str(weights)}
+    """``pretrained=<source>``: convert that toolkit's model (``conf/pretrained/``) into a
+    speakerid checkpoint at ``output`` (default ``<data_dir>/pretrained/<model>.ckpt``)."""
+    missing = sorted(OmegaConf.missing_keys(cfg.pretrained))
+    if missing:
+        raise ConfigError(f"pretrained needs {', '.join(f'{k}=...' for k in missing)}")
+    converter = instantiate(cfg.pretrained)
+    default = Path(cfg.paths.data_dir) / "pretrained" / f"{converter.name}.ckpt"
+    return converter.convert(Path(cfg.output) if cfg.output else default)
 
 
 @hydra_entry("prepare")

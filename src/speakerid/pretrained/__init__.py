@@ -5,14 +5,17 @@ for embedding. Everything is read from local files; nothing is downloaded from a
 from speakerid.pretrained.resemblyzer import (
     RESEMBLYZER,
     RESEMBLYZER_OVERRIDES,
+    ResemblyzerConverter,
     convert_resemblyzer,
     resemblyzer_weights,
 )
-from speakerid.pretrained.speechbrain import SpeechBrainEncoder
+from speakerid.pretrained.speechbrain import SpeechBrainConverter, SpeechBrainEncoder
 
 __all__ = [
     "RESEMBLYZER",
     "RESEMBLYZER_OVERRIDES",
+    "ResemblyzerConverter",
+    "SpeechBrainConverter",
     "SpeechBrainEncoder",
     "convert_resemblyzer",
     "resemblyzer_weights",

@@ -74,3 +74,21 @@ def convert_resemblyzer(weights: str | Path, output: str | Path) -> dict:
     }
     source = {"package": RESEMBLYZER, "file": "pretrained.pt", "sha256": file_sha256(weights)}
     return write_converted(output, config, mapped, source, [weights])
+
+
+class ResemblyzerConverter:
+    """``speakerid-prepare pretrained=resemblyzer``: :func:`resemblyzer_weights`, then
+    :func:`convert_resemblyzer`.
+
+    Args:
+        download_dir: where the package's wheel is kept when the package is not installed.
+    """
+
+    name = "resemblyzer"
+
+    def __init__(self, download_dir: str) -> None:
+        self.download_dir = Path(download_dir)
+
+    def convert(self, output: Path) -> dict:
+        weights = resemblyzer_weights(self.download_dir)
+        return {**convert_resemblyzer(weights, output), "weights": str(weights)}
