@@ -134,9 +134,17 @@ class MarginSchedule(L.Callback):
         if trainer.max_epochs is None or trainer.max_epochs < 1:
             raise ConfigError("callbacks.margin_schedule counts epochs: set trainer.max_epochs")
         self._steps_per_epoch = max(1.0, trainer.estimated_stepping_batches / trainer.max_epochs)
+        self._follow(trainer, pl_module)  # the schedule's margin from the start (init_margin)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        pl_module.loss.set_margin(self.margin_at(trainer.global_step / self._steps_per_epoch))
+        self._follow(trainer, pl_module)
+
+    def _follow(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Give the head the margin of the trainer's step; set only on a change (most steps
+        keep it), as the head rebuilds its margin constants on every set."""
+        margin = self.margin_at(trainer.global_step / self._steps_per_epoch)
+        if margin != pl_module.loss.margin:
+            pl_module.loss.set_margin(margin)
 
     def state_dict(self) -> dict:
         return {"final": self.final}
