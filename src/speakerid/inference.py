@@ -20,7 +20,7 @@ from torch import Tensor
 
 from speakerid.callbacks import nonfinite_weights
 from speakerid.data.audio import audio_info
-from speakerid.data.speech import SpeechGate
+from speakerid.data.speech import NoSpeechError, SpeechGate
 from speakerid.errors import AudioError, ConfigError
 from speakerid.systems.encoder import EncoderModule
 from speakerid.trusted import check_trusted
@@ -146,7 +146,8 @@ def read_for_model(
 ) -> np.ndarray:
     """A user's audio file as float32 mono at ``sample_rate``: multi-channel files are averaged
     and other rates resampled (each logged), unlike corpus files, which must already fit. With a
-    ``gate``, a file without speech (silence, a steady noise or tone, too short) is refused."""
+    ``gate``, a file without speech (silence, a steady noise or tone, a noise without a voice's
+    pitch, too short) is refused (:class:`~speakerid.data.speech.NoSpeechError`)."""
     info = audio_info(path)
     if info.frames == 0:
         raise AudioError(f"{path}: empty audio file")
@@ -170,7 +171,7 @@ def read_for_model(
         raise AudioError(f"{path}: holds NaN or infinite samples")
     problem = None if gate is None else gate.problem(mono.numpy(), sample_rate)
     if problem:
-        raise AudioError(f"{path}: no speech — {problem}")
+        raise NoSpeechError(f"{path}: {NoSpeechError.SEPARATOR}{problem}")
     return mono.numpy()
 
 
@@ -213,15 +214,32 @@ def embed_files(
 
 def resolve_threshold(choice, checkpoint: dict, path: str | Path) -> float | None:
     """A decision threshold: a number, or ``eer``/``far`` from those stored with the model,
-    or None (``null``: no threshold)."""
-    if choice is None or isinstance(choice, (int, float)):
-        return None if choice is None else float(choice)
-    stored = stored_thresholds(checkpoint)
-    if choice not in ("eer", "far"):
+    or None (``null``: no threshold).
+
+    A cosine score lies in [-1, 1] and a trial is accepted when its score is above the
+    threshold, so a threshold of -1 or less accepts everything, 1 or more nothing, and NaN
+    (every comparison false) nothing: each would force the verdict, and is refused.
+    """
+    if choice is None:
+        return None
+    if isinstance(choice, bool) or not isinstance(choice, (int, float, str)):
         raise ConfigError(f"threshold must be eer, far, null or a number, got {choice!r}")
-    if choice not in stored:
+    if isinstance(choice, str):
+        if choice not in ("eer", "far"):
+            raise ConfigError(f"threshold must be eer, far, null or a number, got {choice!r}")
+        stored = stored_thresholds(checkpoint)
+        if choice not in stored:
+            raise ConfigError(
+                f"{path} holds no stored thresholds: run `speakerid-eval ckpt_path={path}` once "
+                "(it stores them), or give threshold=<number>"
+            )
+        value = stored[choice]
+        label = f"{path}: its stored {choice} threshold ({value})"
+    else:
+        value, label = choice, f"threshold={choice}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 < value < 1:
         raise ConfigError(
-            f"{path} holds no stored thresholds: run `speakerid-eval ckpt_path={path}` once "
-            "(it stores them), or give threshold=<number>"
+            f"{label}: must be a number above -1 and below 1 (cosine scores lie in "
+            "[-1, 1]; a threshold outside decides every trial alike)"
         )
-    return float(stored[choice])
+    return float(value)

@@ -28,7 +28,7 @@ from math import isfinite
 import numpy as np
 from scipy import fft
 
-from speakerid.errors import ConfigError
+from speakerid.errors import AudioError, ConfigError
 
 FRAME_SECONDS, HOP_SECONDS = 0.025, 0.010
 PITCH_HZ = (60.0, 400.0)  # adult speech's fundamental frequency range
@@ -43,6 +43,17 @@ _BOUNDS = {  # setting: (lowest, highest, whether the highest itself is allowed)
     "silence": (0.0, 1.0, False),  # a peak of 1 is full scale: nothing would pass
     "min_voiced": (0.0, 1.0, True),
 }
+
+
+class NoSpeechError(AudioError):
+    """A recording the gate refused: ``"<file>: no speech — <why>"`` (a tool that reads many
+    files may report it on that file's row and go on)."""
+
+    SEPARATOR = "no speech — "
+
+    def reason(self) -> str:
+        """The gate's why, without the file."""
+        return str(self).rsplit(self.SEPARATOR, 1)[-1]
 
 
 @dataclass(frozen=True)
