@@ -2,22 +2,47 @@
 
 Each sub-folder of ``enrol_dir`` enrols one speaker (its name) with the mean of its files'
 embeddings; every given file (or audio file inside a given folder) is labelled with the nearest
-speaker, or ``unknown`` when the best cosine score is not above the threshold.
+speaker, or ``unknown`` when the best cosine score is not above the threshold. A file without
+speech (the speech gate) is labelled ``no speech`` on its row, with the reason, and the others are
+identified all the same; only when no file holds speech is the run an error. ``output=`` also
+writes the rows as TSV (or JSON for ``*.json``), quoted by the csv module: a file name with a tab
+or a newline stays one field of one row.
 """
 
+import csv
+import json
+import logging
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch import Tensor
 
 from speakerid.cli import quiet_environment, report_user_errors, tool_config
-from speakerid.data.speech import speech_gate
-from speakerid.errors import ConfigError
+from speakerid.data.speech import NoSpeechError, SpeechGate, speech_gate
+from speakerid.errors import AudioError, ConfigError
 from speakerid.inference import embed_files, load_system, resolve_threshold
 from speakerid.metrics.identification import UNKNOWN, centroids, reject_unknown
-from speakerid.utils.io import atomic_open, writable_folder
+from speakerid.outputs import refuse_overlap
+from speakerid.utils.io import atomic_open, file_sha256, writable_folder
+
+log = logging.getLogger(__name__)
+COLUMNS = ("file", "speaker", "score", "note")
+NO_SPEECH = "no speech"
+RESERVED = ("unknown", NO_SPEECH)  # labels of rows no enrolled speaker owns
+
+
+class Row(NamedTuple):
+    """One identified file: the speaker, ``unknown`` or ``no speech``; the best score (None
+    without speech); a note (why there is no speech)."""
+
+    file: str
+    speaker: str
+    score: float | None
+    note: str = ""
 
 
 def _audio_files(folder: Path, extensions: list[str]) -> list[Path]:
@@ -25,64 +50,228 @@ def _audio_files(folder: Path, extensions: list[str]) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
-def identify(argv: list[str]) -> list[tuple[str, str, float]]:
-    """``(file, speaker or "unknown", best score)`` for each file named in ``argv``."""
+def identify(argv: list[str]) -> list[Row]:
+    """A :class:`Row` for each file named in ``argv`` (or inside a folder named there)."""
     cfg, targets = tool_config("identify", argv)
-    enrol_dir = Path(cfg.enrol_dir)
+    gate = speech_gate(cfg.speech_gate)
+    alike = cfg.identical_above
+    if isinstance(alike, bool) or not isinstance(alike, (int, float)) or not -1 <= alike <= 1:
+        raise ConfigError(f"identical_above={alike!r}: must be a cosine, in [-1, 1]")
+    enrolment = _enrolment(Path(cfg.enrol_dir), list(cfg.extensions))
+    files = _probes(targets, list(cfg.extensions))
+    inputs = [*files, *(f for fs in enrolment.values() for f in fs), Path(cfg.ckpt_path)]
+    output = _output(cfg.output, inputs)
+    system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
+    threshold = resolve_threshold(cfg.threshold, checkpoint, cfg.ckpt_path)
+    rate = run_cfg.data.sample_rate
+    models = _speaker_models(system, enrolment, rate, gate)
+    _warn_alike(models, list(enrolment), alike)
+    _warn_enrolled_probes(files, [f for fs in enrolment.values() for f in fs])
+    rows = _label(system, files, models, list(enrolment), rate, gate, threshold)
+    silent = [row for row in rows if row.speaker == NO_SPEECH]
+    if len(silent) == len(rows):
+        examples = "; ".join(f"{row.file}: {row.note}" for row in silent[:3])
+        raise AudioError(f"none of the {len(rows)} files holds speech ({examples})")
+    if output is not None:
+        _write(output, rows)
+    return rows
+
+
+def _enrolment(enrol_dir: Path, extensions: list[str]) -> dict[str, list[Path]]:
+    """Speaker name -> its enrolment files, one speaker per sub-folder of ``enrol_dir``."""
     if not enrol_dir.is_dir():
         raise ConfigError(f"{enrol_dir}: enrolment folder not found")
-    speakers = sorted(p for p in enrol_dir.iterdir() if p.is_dir())
-    enrol_files, enrol_labels = [], []
-    for index, folder in enumerate(speakers):
-        files = _audio_files(folder, list(cfg.extensions))
+    enrolment = {}
+    for folder in sorted(p for p in enrol_dir.iterdir() if p.is_dir()):
+        if folder.name in RESERVED:
+            raise ConfigError(
+                f"{folder}: a speaker cannot be called {folder.name!r}, the label of files "
+                "no enrolled speaker matches: rename the folder"
+            )
+        files = _audio_files(folder, extensions)
         if not files:
-            raise ConfigError(f"{folder}: no audio files ({', '.join(cfg.extensions)}) to enrol")
-        enrol_files += files
-        enrol_labels += [index] * len(files)
-    if not speakers:
+            raise ConfigError(f"{folder}: no audio files ({', '.join(extensions)}) to enrol")
+        enrolment[folder.name] = files
+    if not enrolment:
         raise ConfigError(f"{enrol_dir}: no speaker sub-folders to enrol")
+    return enrolment
+
+
+def _probes(targets: list[str], extensions: list[str]) -> list[Path]:
+    """The files to identify: those named, and the audio files inside the folders named."""
     files: list[Path] = []
     for target in map(Path, targets):
         if target.is_dir():
-            files += _audio_files(target, list(cfg.extensions))
+            files += _audio_files(target, extensions)
         elif target.is_file():
             files.append(target)
         else:
             raise ConfigError(f"{target}: no such file or folder")
     if not files:
         raise ConfigError("name the audio files (or folders of them) to identify")
-    if cfg.output:  # before any work: a result that cannot be written is an error now
-        writable_folder(Path(cfg.output).resolve().parent, "identification results")
-    system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
-    threshold = resolve_threshold(cfg.threshold, checkpoint, cfg.ckpt_path)
-    rate = run_cfg.data.sample_rate
-    gate = speech_gate(cfg.speech_gate)
-    models = centroids(
-        embed_files(system, enrol_files, rate, gate=gate), torch.tensor(enrol_labels), len(speakers)
+    return files
+
+
+def _output(output: str | None, inputs: list[Path]) -> Path | None:
+    """The output path, checked before any work: not one of the ``inputs``, not a folder, not a
+    file of the user's (only an earlier result of this tool is replaced), and writable."""
+    if not output:
+        return None
+    path = Path(output)
+    refuse_overlap(path, inputs, "output")
+    if path.is_dir():
+        raise ConfigError(f"output={path}: is a folder; name the file to write")
+    if path.exists() and not _earlier_result(path):
+        raise ConfigError(
+            f"output={path}: exists and is not an earlier speakerid-identify result (nothing "
+            "there is overwritten): choose another path, or move the file away"
+        )
+    writable_folder(path.resolve().parent, "identification results")
+    return path
+
+
+def _earlier_result(path: Path) -> bool:
+    """Whether ``path`` holds rows this tool wrote (its TSV header, or its JSON rows)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            if path.suffix.lower() != ".json":
+                return next(csv.reader(f, delimiter="\t"), None) == list(COLUMNS)
+            rows = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        return False
+    return isinstance(rows, list) and all(
+        isinstance(r, dict) and set(r) == set(COLUMNS) for r in rows
     )
-    scores = embed_files(system, files, rate, gate=gate) @ models.T
-    predictions, best = reject_unknown(scores, -float("inf") if threshold is None else threshold)
-    results = [
-        (str(f), "unknown" if p == UNKNOWN else speakers[p].name, float(s))
-        for f, p, s in zip(files, predictions.tolist(), best.tolist(), strict=True)
-    ]
-    if cfg.output:
-        with atomic_open(cfg.output) as out:
-            out.write("file\tspeaker\tscore\n")
-            out.writelines(f"{f}\t{s}\t{score:.6f}\n" for f, s, score in results)
-    return results
+
+
+def _speaker_models(
+    system: torch.nn.Module, enrolment: dict[str, list[Path]], rate: int, gate: SpeechGate | None
+) -> Tensor:
+    """(C,D) speaker models from the enrolment files with speech; a file without speech is left
+    out with a warning, a speaker left with none is refused."""
+    embeddings, labels = [], []
+    for index, (name, files) in enumerate(enrolment.items()):
+        kept, refused = [], []
+        for file in files:
+            try:
+                kept.append(embed_files(system, [file], rate, gate=gate)[0])
+            except NoSpeechError as err:
+                refused.append(f"{file.name}: {err.reason()}")
+        if not kept:
+            raise AudioError(
+                f"speaker {name!r}: none of its {len(files)} enrolment files holds speech "
+                f"({'; '.join(refused[:3])})"
+            )
+        if refused:
+            log.warning("speaker %r enrolled without %s", name, "; ".join(refused))
+        embeddings += kept
+        labels += [index] * len(kept)
+    return centroids(torch.stack(embeddings), torch.tensor(labels), len(enrolment))
+
+
+def _warn_alike(models: Tensor, names: list[str], above: float) -> None:
+    """Warn about enrolled speakers whose models are (near-)identical: no file can tell them
+    apart (the same recordings enrolled twice, or one voice under two names)."""
+    similarity = torch.triu(models @ models.T, diagonal=1)
+    pairs = (similarity > above).nonzero().tolist()
+    if pairs:
+        log.warning(
+            "%d pair(s) of enrolled speakers are (near-)identical (cosine above %s): %s; "
+            "files of either are labelled with one of them at random",
+            len(pairs),
+            above,
+            "; ".join(
+                f"{names[i]} = {names[j]} ({float(similarity[i, j]):.4f})" for i, j in pairs[:3]
+            ),
+        )
+
+
+def _warn_enrolled_probes(files: list[Path], enrolled: list[Path]) -> None:
+    """Warn about files to identify that are enrolment files (the same path, or the same bytes):
+    their scores are an utterance against itself, not evidence."""
+    paths = {p.resolve(): p for p in enrolled}
+    sizes = {p.stat().st_size for p in enrolled}
+    hashes: dict[str, Path] | None = None
+    same = []
+    for file in files:
+        match = paths.get(file.resolve())
+        if match is None and file.stat().st_size in sizes:  # only then is hashing worth it
+            hashes = hashes or {file_sha256(p): p for p in enrolled}
+            match = hashes.get(file_sha256(file))
+        if match is not None:
+            same.append(f"{file} = {match}")
+    if same:
+        log.warning(
+            "%d file(s) to identify are enrolment files (same path or same bytes), so they "
+            "match their speaker trivially: %s",
+            len(same),
+            "; ".join(same[:3]),
+        )
+
+
+def _label(
+    system: torch.nn.Module,
+    files: list[Path],
+    models: Tensor,
+    names: list[str],
+    rate: int,
+    gate: SpeechGate | None,
+    threshold: float | None,
+) -> list[Row]:
+    """A row per file: the nearest speaker model (``unknown`` when its score is not above
+    ``threshold``), or ``no speech`` and why."""
+    rows = []
+    for file in files:  # one at a time: memory bounded whatever the number of files
+        try:
+            embedding = embed_files(system, [file], rate, gate=gate)
+        except NoSpeechError as err:
+            rows.append(Row(str(file), NO_SPEECH, None, err.reason()))
+            continue
+        scores = embedding @ models.T
+        best_class, best = reject_unknown(scores, -float("inf") if threshold is None else threshold)
+        label = int(best_class[0])
+        rows.append(Row(str(file), "unknown" if label == UNKNOWN else names[label], float(best[0])))
+    return rows
+
+
+def _write(output: Path, rows: list[Row]) -> None:
+    """The rows as JSON (``*.json``) or TSV, written atomically; the csv module quotes a field
+    holding a tab, a newline or a quote, so no file name can forge a row."""
+    with atomic_open(output) as out:
+        if output.suffix.lower() == ".json":
+            json.dump([row._asdict() for row in rows], out, indent=1, ensure_ascii=False)
+            out.write("\n")
+            return
+        writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(
+            (row.file, row.speaker, "" if row.score is None else f"{row.score:.6f}", row.note)
+            for row in rows
+        )
+
+
+def _shown(text: str) -> str:
+    """``text`` with control characters escaped, for the terminal table."""
+    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
 def main() -> None:
     quiet_environment()
     torch.set_flush_denormal(True)
-    results = report_user_errors(identify)(sys.argv[1:])
+    rows = report_user_errors(identify)(sys.argv[1:])
     table = Table(title="speakerid-identify")
-    for column in ("file", "speaker", "score"):
+    for column in COLUMNS:
         table.add_column(column, justify="right" if column == "score" else "left")
-    for file, speaker, score in results:
-        table.add_row(file, speaker, f"{score:.4f}")
+    for row in rows:
+        score = "" if row.score is None else f"{row.score:.4f}"
+        table.add_row(_shown(row.file), row.speaker, score, row.note)
     Console().print(table)
+    silent = sum(row.speaker == NO_SPEECH for row in rows)
+    if silent:
+        print(
+            f"warning: {silent} of {len(rows)} files hold no speech (their rows say why)",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":
