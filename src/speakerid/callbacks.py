@@ -1,6 +1,5 @@
 """Lightning callbacks and plugins of the platform."""
 
-import errno
 import logging
 import random
 import signal
@@ -18,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from speakerid.data.samplers import ResumableLoader
 from speakerid.data.shards import ShardLoader
-from speakerid.errors import ConfigError
+from speakerid.errors import STORAGE_ERRORS, ConfigError
 from speakerid.utils.io import atomic_path
 from speakerid.utils.loggers import code_version
 
@@ -73,10 +72,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if err.errno not in STORAGE_ERRORS:
                 raise
             raise OSError(err.errno, err.strerror, str(path)) from None
-
-
-# A full disk or quota, a read-only or forbidden folder: the user's to fix, not a bug.
-STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 class TrackTrainingBatches(L.Callback):

@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from rich.table import Table
 
-from speakerid.errors import ConfigError, SpeakerIdError
+from speakerid.errors import STORAGE_ERRORS, ConfigError, SpeakerIdError
 
 # conf/ lives at the project root, beside src/ (the package is installed in editable mode).
 CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "conf")
@@ -108,8 +108,23 @@ def _one_line_errors(report: Callable[[Callable[[], R]], R], func: Callable[[], 
         except SpeakerIdError as err:  # a multirun's failed run, re-raised by the sweeper
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except OSError as err:  # Hydra making or writing the run folder: full, read-only
+            if err.errno not in STORAGE_ERRORS or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {err.filename or ''}: {err.strerror}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        except ValueError as err:  # ``group=null`` on the command line
+            if not str(err).startswith(NULL_GROUP):
+                raise
+            print(f"error: {str(err).strip()}{NULL_GROUP_HINT}", file=sys.stderr, flush=True)
+            sys.exit(2)
 
     return report(guarded)
+
+
+# Hydra's message for ``logger=null`` (a group cannot be set to null from the command line)
+NULL_GROUP = "Config group override must be a string or a list"
+NULL_GROUP_HINT = "; to choose no config of a group, remove it or give none: ~logger, logger=[]"
 
 
 QUOTING_HINT = (

@@ -5,6 +5,11 @@ fault and what is wrong with it. Every class takes a single message string so th
 re-raise it unchanged from a DataLoader worker.
 """
 
+import errno
+
+# A full disk or quota, a read-only or forbidden folder: the user's to fix, not a bug.
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+
 
 class SpeakerIdError(Exception):
     """Base class for errors caused by the user's data or configuration."""

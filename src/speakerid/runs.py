@@ -17,14 +17,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from speakerid.callbacks import (
-    STORAGE_ERRORS,
     AtomicCheckpointIO,
     ConfigInCheckpoint,
     RandomState,
     StopOnSignal,
     TrackTrainingBatches,
 )
-from speakerid.errors import ConfigError, SpeakerIdError
+from speakerid.errors import STORAGE_ERRORS, ConfigError, SpeakerIdError
 from speakerid.inference import load_checkpoint
 from speakerid.utils.loggers import code_version
 
