@@ -22,6 +22,7 @@ from rich.table import Table
 from torch import Tensor
 
 from speakerid.cli import quiet_environment, report_user_errors, tool_config
+from speakerid.data.corpora.folder import extension_list
 from speakerid.data.speech import NoSpeechError, SpeechGate, speech_gate
 from speakerid.errors import AudioError, ConfigError
 from speakerid.inference import embed_files, load_system, resolve_threshold
@@ -57,8 +58,9 @@ def identify(argv: list[str]) -> list[Row]:
     alike = cfg.identical_above
     if isinstance(alike, bool) or not isinstance(alike, (int, float)) or not -1 <= alike <= 1:
         raise ConfigError(f"identical_above={alike!r}: must be a cosine, in [-1, 1]")
-    enrolment = _enrolment(Path(cfg.enrol_dir), list(cfg.extensions))
-    files = _probes(targets, list(cfg.extensions))
+    extensions = list(extension_list(cfg.extensions))  # extensions=wav: one ending, not w, a, v
+    enrolment = _enrolment(Path(cfg.enrol_dir), extensions)
+    files = _probes(targets, extensions)
     inputs = [*files, *(f for fs in enrolment.values() for f in fs), Path(cfg.ckpt_path)]
     output = _output(cfg.output, inputs)
     system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
