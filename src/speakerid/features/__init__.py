@@ -4,6 +4,7 @@ from speakerid.features.augment import MelNoise, SpecAugment
 from speakerid.features.fbank import KaldiFbank
 from speakerid.features.ge2e import Ge2eMel
 from speakerid.features.spectral import LogMel, Mfcc, SpectrogramImage, SpeechbrainFbank, Waveform
+from speakerid.features.tfmel import TfMel
 from speakerid.features.vad import EnergyVad, SplVad, VadFrontEnd
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "SpectrogramImage",
     "SpeechbrainFbank",
     "SplVad",
+    "TfMel",
     "VadFrontEnd",
     "Waveform",
 ]
