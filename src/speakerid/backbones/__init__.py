@@ -3,6 +3,7 @@
 from speakerid.backbones.audio_encoder import AudioEncoder, AudioEncoderRaw
 from speakerid.backbones.campplus import CamPlusPlus
 from speakerid.backbones.ecapa_tdnn import EcapaTdnn
+from speakerid.backbones.ecapa_wespeaker import EcapaWespeaker
 from speakerid.backbones.ge2e_lstm import Ge2eLstm
 from speakerid.backbones.projected import Projected
 from speakerid.backbones.rescnn import ResCnn
@@ -14,6 +15,7 @@ __all__ = [
     "AudioEncoderRaw",
     "CamPlusPlus",
     "EcapaTdnn",
+    "EcapaWespeaker",
     "Ge2eLstm",
     "Projected",
     "ResCnn",

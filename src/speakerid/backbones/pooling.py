@@ -34,6 +34,17 @@ def masked_stats(x: Tensor, mask: Tensor, eps: float = 1e-5) -> Tensor:
     return torch.cat([mean, var.clamp_min(eps).sqrt()], dim=1)
 
 
+def masked_tstp(x: Tensor, mask: Tensor, eps: float = 1e-7) -> Tensor:
+    """WeSpeaker's temporal statistics (its ``TSTP``; Wang et al. 2023, arXiv:2210.17016) of
+    (B,C,T) over real frames -> (B,2C): the mean and sqrt(unbiased variance + ``eps``)."""
+    mean = masked_mean(x, mask)
+    weight = mask[:, None, :].to(x.dtype)
+    # n - 1 frames of freedom (torch.var's default); one real frame gives 0, not NaN
+    dof = (weight.sum(-1) - 1).clamp_min(1)
+    var = ((x - mean[..., None]) ** 2 * weight).sum(-1) / dof
+    return torch.cat([mean, (var + eps).sqrt()], dim=1)
+
+
 def masked_max(x: Tensor, mask: Tensor) -> Tensor:
     """Maximum of (B,C,T) over real frames -> (B,C)."""
     return x.masked_fill(~mask[:, None, :], float("-inf")).amax(-1)

@@ -1,14 +1,23 @@
-"""ResNets: ResNet-18 on spectrogram images (torchvision's layout, built here) and the
-WeSpeaker-style ResNet-34 with statistics pooling."""
+"""ResNets: ResNet-18 on spectrogram images (torchvision's layout, built here) and WeSpeaker's
+ResNets (34 to 293) with statistics pooling."""
 
 import torch
 from torch import Tensor, nn
 
-from speakerid.backbones.pooling import masked_stats, scaled_lengths, time_mask
+from speakerid.backbones.pooling import masked_stats, masked_tstp, scaled_lengths, time_mask
+
+
+def _shortcut(c_in: int, c_out: int, stride: int | tuple[int, int]) -> nn.Sequential:
+    """Identity, or a strided 1x1 projection with batch norm where the shape changes."""
+    if stride == 1 and c_in == c_out:
+        return nn.Sequential()
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and a (projected) identity shortcut."""
+
+    expansion = 1  # output channels per ``c_out``
 
     def __init__(self, c_in: int, c_out: int, stride: int | tuple[int, int] = 1) -> None:
         super().__init__()
@@ -16,24 +25,49 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
-            )
+        self.shortcut = _shortcut(c_in, c_out, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-def _layers(c_in: int, widths, depths, strides) -> tuple[nn.Sequential, int]:
+class Bottleneck(nn.Module):
+    """He et al.'s bottleneck: 1x1 down to ``width``, 3x3 (strided), 1x1 up to 4 x ``width``,
+    batch norm after each, (projected) identity shortcut."""
+
+    expansion = 4
+
+    def __init__(self, c_in: int, width: int, stride: int | tuple[int, int] = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, 4 * width, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(4 * width)
+        self.shortcut = _shortcut(c_in, 4 * width, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)))
+        return torch.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+
+
+def _layers(
+    c_in: int,
+    widths: list[int],
+    depths: tuple[int, ...] | list[int],
+    strides: list[int],
+    block: type[BasicBlock] | type[Bottleneck] = BasicBlock,
+) -> tuple[nn.Sequential, int]:
+    """Stages of ``depths[i]`` blocks, the first of each strided; -> (stages, output channels)."""
     stages = []
     for width, depth, stride in zip(widths, depths, strides, strict=True):
-        blocks = [BasicBlock(c_in, width, stride)]
-        blocks += [BasicBlock(width, width) for _ in range(depth - 1)]
+        blocks = [block(c_in, width, stride)]
+        c_in = width * block.expansion
+        blocks += [block(c_in, width) for _ in range(depth - 1)]
         stages.append(nn.Sequential(*blocks))
-        c_in = width
     return nn.Sequential(*stages), c_in
 
 
@@ -96,17 +130,42 @@ class ResNet18(nn.Module):
 
 
 class ResNet34(nn.Module):
-    """ResNet-34 speaker encoder as in WeSpeaker: fbank as a 1-channel image, 32 base channels,
-    stages of 3/4/6/3 basic blocks (32, 64, 128, 256; strides 1, 2, 2, 2), statistics pooling
-    (mean and standard deviation over real frames) -> Linear ``embed_dim`` (256).
+    """WeSpeaker's ResNets (Wang et al., "WeSpeaker: A Research and Production oriented Speaker
+    Embedding Learning Toolkit", ICASSP 2023, https://arxiv.org/abs/2210.17016; He et al. 2016):
+    fbank as a 1-channel image, a 3x3 stem of ``width`` channels, four stages (``width`` x 1, 2,
+    4, 8; strides 1, 2, 2, 2 on frequency and time), statistics pooling of the (B, C x F/8, T/8)
+    map -> Linear ``embed_dim``. ResNet34 by default; ``bottleneck`` with ``depths`` gives the
+    deeper ones of the same file (ResNet50 ... ResNet293).
 
-    Wang et al., "WeSpeaker: A Research and Production oriented Speaker Embedding Learning
-    Toolkit", https://arxiv.org/abs/2210.17016.
+    With ``unbiased_std`` (the YAMLs) this computes what WeSpeaker's code does (parity-tested
+    against it, tests/integration/test_parity_wespeaker.py): the same layers in the same order,
+    TSTP's mean and sqrt(unbiased variance + 1e-7). Pooling is over real frames only (WeSpeaker
+    pools over every frame): padded frames never enter the statistics, though the convolutions
+    near an utterance's end read them, and batch norm in training counts them. Parameters at
+    80 mels and 256-d, measured (same as WeSpeaker's): ResNet34 6,634,336; ResNet50
+    11,131,360; ResNet101 15,892,448; ResNet152 19,814,880; ResNet221 23,792,224; ResNet293
+    28,626,016.
+
+    Args:
+        num_mels: input feature size (F).
+        width: channels of the stem and the first stage (WeSpeaker's ``m_channels``).
+        embed_dim: embedding size (D).
+        depths: blocks per stage: (3, 4, 6, 3) for ResNet34 and 50, (3, 4, 23, 3) for 101,
+            (3, 8, 36, 3) for 152, (6, 16, 48, 3) for 221, (10, 20, 64, 3) for 293.
+        bottleneck: bottleneck blocks (1x1, 3x3, 1x1 to 4x the stage width): ResNet50 and deeper.
+        unbiased_std: WeSpeaker's standard deviation, sqrt(unbiased variance + 1e-7); False
+            keeps speakerid's earlier one (variance over the frames, floored at 1e-5), which the
+            checkpoints written before this setting existed were trained with.
+        two_embedding_layers: WeSpeaker's ``two_emb_layer``: Linear, ReLU, batch norm (no
+            affine), Linear; the second's output is the embedding.
 
     Example:
-        >>> net = ResNet34(num_mels=40, width=4, embed_dim=16)
+        >>> net = ResNet34(num_mels=40, width=4, embed_dim=16, unbiased_std=True)
         >>> net(torch.randn(2, 100, 40), torch.tensor([100, 60])).shape
         torch.Size([2, 16])
+        >>> deep = ResNet34(num_mels=40, width=4, depths=(1, 1, 1, 1), bottleneck=True)
+        >>> deep(torch.randn(2, 100, 40)).shape
+        torch.Size([2, 256])
     """
 
     def __init__(
@@ -115,21 +174,33 @@ class ResNet34(nn.Module):
         width: int = 32,
         embed_dim: int = 256,
         depths: tuple[int, ...] | list[int] = (3, 4, 6, 3),
+        bottleneck: bool = False,
+        unbiased_std: bool = False,
+        two_embedding_layers: bool = False,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
+        self.unbiased_std = unbiased_std
         self.stem = nn.Sequential(
             nn.Conv2d(1, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
         )
         widths = [width, 2 * width, 4 * width, 8 * width]
-        self.layers, channels = _layers(width, widths, depths, [1, 2, 2, 2])
-        bins = (num_mels + 7) // 8
+        block = Bottleneck if bottleneck else BasicBlock
+        self.layers, channels = _layers(width, widths, depths, [1, 2, 2, 2], block)
+        bins = (num_mels + 7) // 8  # three stride-2 stages: ceil(F / 8) frequency bins
         self.pooled = 2 * channels * bins
         self.embedding = nn.Linear(self.pooled, embed_dim)
+        self.embedding2: nn.Module = nn.Identity()
+        if two_embedding_layers:
+            self.embedding2 = nn.Sequential(
+                nn.ReLU(), nn.BatchNorm1d(embed_dim, affine=False), nn.Linear(embed_dim, embed_dim)
+            )
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B,T,F) features and (B,) frame counts -> (B,D) embeddings."""
         x = self.layers(self.stem(features.transpose(1, 2).unsqueeze(1)))  # (B,C,F/8,T/8)
         b, c, f, t = x.shape
-        x = x.reshape(b, c * f, t)
+        x = x.reshape(b, c * f, t)  # channel-major, frequency-minor, as WeSpeaker flattens
         mask = time_mask(scaled_lengths(lengths, features.shape[1], t), t, b, x.device)
-        return self.embedding(masked_stats(x, mask))
+        stats = masked_tstp(x, mask) if self.unbiased_std else masked_stats(x, mask)
+        return self.embedding2(self.embedding(stats))
