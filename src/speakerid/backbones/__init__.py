@@ -6,6 +6,7 @@ from speakerid.backbones.ecapa_tdnn import EcapaTdnn
 from speakerid.backbones.ecapa_wespeaker import EcapaWespeaker
 from speakerid.backbones.ge2e_lstm import Ge2eLstm
 from speakerid.backbones.projected import Projected
+from speakerid.backbones.redimnet import ReDimNet2
 from speakerid.backbones.rescnn import ResCnn
 from speakerid.backbones.resnet import ResNet18, ResNet34
 from speakerid.backbones.xvector import XVector
@@ -18,6 +19,7 @@ __all__ = [
     "EcapaWespeaker",
     "Ge2eLstm",
     "Projected",
+    "ReDimNet2",
     "ResCnn",
     "ResNet18",
     "ResNet34",
