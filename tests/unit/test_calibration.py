@@ -79,6 +79,10 @@ def test_regularization_shrinks_the_llrs_of_separable_trials() -> None:
     # standardization is folded back: the weights apply to the raw features
     z = (x - x.mean()) / x.std()
     assert np.allclose(Calibration.fit(z, labels, ["score"]).llr(z), firm.llr(x))
+    # a feature that only float rounding moves (embeddings normalized by the model) gets weight 0
+    rounding = 1 + 1e-8 * np.random.default_rng(0).standard_normal((80, 1))
+    fitted = Calibration.fit(np.hstack([x, rounding]), labels, ["score", "norm"])
+    assert fitted.weights[1] == 0 and np.allclose(fitted.weights[0], firm.weights[0])
 
 
 def test_a_calibration_is_used_only_when_it_beats_the_raw_scores_on_held_out_trials() -> None:

@@ -92,11 +92,15 @@ class Calibration:
         if problem:
             raise ValueError(problem)
         mean, scale = x.mean(axis=0), x.std(axis=0)
-        scale[scale == 0] = 1.0  # a constant feature: the bias carries it
+        # a feature that varies by less than 1e-4 of its size (the norm of embeddings a model
+        # normalizes itself varies by float rounding) carries no information, only huge weights
+        # that rounding elsewhere would turn into LLR errors: it gets weight 0
+        used = scale > 1e-4 * np.maximum(np.abs(mean), 1.0)
         model = LogisticRegression(class_weight="balanced", C=regularization, max_iter=1000)
-        model.fit((x - mean) / scale, labels)
-        weights = model.coef_[0] / scale
-        bias = float(model.intercept_[0] - weights @ mean)
+        model.fit((x[:, used] - mean[used]) / scale[used], labels)
+        weights = np.zeros(x.shape[1])
+        weights[used] = model.coef_[0] / scale[used]
+        bias = float(model.intercept_[0] - weights[used] @ mean[used])
         return cls(list(features), [float(w) for w in weights], bias, scoring, len(labels))
 
     def llr(self, x: np.ndarray) -> np.ndarray:
