@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,14 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from speakerid.cli import config_error_line
+from speakerid.errors import SpeakerIdError
 from speakerid.utils.io import atomic_open, write_json
 
 log = logging.getLogger(__name__)
@@ -114,12 +119,6 @@ def job_ending(job_return: JobReturn) -> dict[str, Any]:
 def error_line(err: BaseException | None) -> str:
     """One line for a run's error: a user error's own message, otherwise the exception's type
     and the first line of its message (Hydra and OmegaConf errors as the entry points say them)."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from speakerid.cli import config_error_line
-    from speakerid.errors import SpeakerIdError
-
     if err is None:
         return "unknown error"
     if isinstance(err, HydraException | OmegaConfBaseException):
@@ -246,9 +245,14 @@ def markdown(sweep: Sweep, runs: Sequence[Run], rows: Sequence[dict], columns: l
 
 
 def _cell(value: Any) -> str:
+    """A metric to 4 decimals, a swept number to 4 significant digits (an Optuna draw has 17;
+    sweep.csv keeps them all), anything else as it is."""
     if isinstance(value, float):
         return f"{value:.4f}"
-    return "" if value is None else str(value).replace("|", "\\|")
+    text = "" if value is None else str(value)
+    if re.fullmatch(r"-?\d*\.\d{5,}(e-?\d+)?", text):
+        return f"{float(text):.4g}"
+    return text.replace("|", "\\|")
 
 
 def wandb_config(config: DictConfig) -> DictConfig | None:

@@ -43,7 +43,7 @@ def _run_folder(sweep: Path, name: str, margin: str, val_eer: float | None, endi
 
 def _four_runs(sweep: Path) -> None:
     _run_folder(sweep, "0", "0.1", 0.20, {"status": "ok", "objective": 0.20, "error": None})
-    _run_folder(sweep, "10", "0.4", None, None)  # still running, or killed
+    _run_folder(sweep, "10", "0.4123456789", None, None)  # still running, or killed
     _run_folder(sweep, "1", "0.2", 0.10, {"status": "ok", "objective": 0.10, "error": None})
     failed = {"status": "failed", "objective": None, "error": "RuntimeError: out of memory"}
     _run_folder(sweep, "2", "0.3", None, failed)
@@ -60,7 +60,7 @@ def test_one_row_per_run_in_job_order_the_best_marked(tmp_path: Path) -> None:
     assert [r["run"] for r in rows] == ["0", "1", "2", "10"]
     assert [r["status"] for r in rows] == ["ok", "ok", "failed", "unfinished"]
     assert [r["best"] for r in rows] == ["", "best", "", ""]
-    assert [r["loss.margin"] for r in rows] == ["0.1", "0.2", "0.3", "0.4"]
+    assert [r["loss.margin"] for r in rows] == ["0.1", "0.2", "0.3", "0.4123456789"]
     assert "loss.scale" not in rows[0]  # the same in every run: not a column of its own
     assert float(rows[1]["val/eer"]) == 0.10 and float(rows[1]["test/eer"]) == pytest.approx(0.15)
     assert rows[2]["error"] == "RuntimeError: out of memory" and rows[2]["val/eer"] == ""
@@ -70,6 +70,7 @@ def test_one_row_per_run_in_job_order_the_best_marked(tmp_path: Path) -> None:
     assert "4 runs: 2 ok, 1 failed, 1 unfinished; best: run 1 (val/eer 0.1000, minimized)" in md
     assert "Every run: `loss.scale=20 trainer.max_epochs=1`" in md
     assert "| 2 | failed |  | 0.3 |  |  |  | RuntimeError: out of memory |" in md
+    assert "| 10 | unfinished |  | 0.4123 |" in md  # a long draw shortened, in the CSV whole
 
 
 def test_a_maximized_metric_and_the_sweepers_own_parameters(tmp_path: Path) -> None:
