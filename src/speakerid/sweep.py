@@ -191,7 +191,8 @@ def best_run(sweep: Sweep, runs: Sequence[Run]) -> Run | None:
 def table_rows(sweep: Sweep, runs: Sequence[Run]) -> list[dict[str, Any]]:
     """One row per run: name, status, best mark, swept values, metrics, error, all overrides."""
     keys, best = swept_keys(sweep, runs), best_run(sweep, runs)
-    metrics = list(dict.fromkeys([m for m in (sweep.metric, *TEST_METRICS) if m]))
+    tested = [m for m in TEST_METRICS if any(m in r.metrics for r in runs)]  # not eval's runs
+    metrics = list(dict.fromkeys([m for m in (sweep.metric, *tested) if m]))
     rows = []
     for run in runs:
         given = {override_key(o): o.split("=", 1)[1] if "=" in o else o for o in run.overrides}

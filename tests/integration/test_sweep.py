@@ -81,6 +81,15 @@ def test_a_maximized_metric_and_the_sweepers_own_parameters(tmp_path: Path) -> N
     assert [r["loss.scale"] for r in rows] == ["20"] * 4  # a searched key is always a column
 
 
+def test_a_sweep_without_metrics_has_no_metric_columns(tmp_path: Path) -> None:
+    """speakerid-eval -m: no optimized metric, no metrics.json in its run folders."""
+    for n in ("0", "1"):
+        _run_folder(tmp_path, n, f"0.{n}", None, {"status": "ok", "objective": None, "error": None})
+    write_table(Sweep(tmp_path))
+    (header, *_) = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert header == "run,status,best,loss.margin,error,overrides"
+
+
 def test_how_a_job_ended() -> None:
     ok = JobReturn(status=JobStatus.COMPLETED, _return_value=0.25)
     assert job_ending(ok) == {"status": "ok", "objective": 0.25, "error": None}
