@@ -4,6 +4,7 @@ from speakerid.backbones.audio_encoder import AudioEncoder, AudioEncoderRaw
 from speakerid.backbones.campplus import CamPlusPlus
 from speakerid.backbones.ecapa_tdnn import EcapaTdnn
 from speakerid.backbones.ecapa_wespeaker import EcapaWespeaker
+from speakerid.backbones.eres2net import ERes2NetV2
 from speakerid.backbones.ge2e_lstm import Ge2eLstm
 from speakerid.backbones.projected import Projected
 from speakerid.backbones.redimnet import ReDimNet2
@@ -15,6 +16,7 @@ __all__ = [
     "AudioEncoder",
     "AudioEncoderRaw",
     "CamPlusPlus",
+    "ERes2NetV2",
     "EcapaTdnn",
     "EcapaWespeaker",
     "Ge2eLstm",
