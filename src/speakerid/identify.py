@@ -10,9 +10,11 @@ or a newline stays one field of one row.
 """
 
 import csv
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -65,11 +67,13 @@ def identify(argv: list[str]) -> list[Row]:
     output = _output(cfg.output, inputs)
     system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
     threshold = resolve_threshold(cfg.threshold, checkpoint, cfg.ckpt_path)
-    rate = run_cfg.data.sample_rate
-    models = _speaker_models(system, enrolment, rate, gate)
+    embed = functools.partial(  # one file at a time: memory bounded whatever their number
+        _embed_one, system, rate=run_cfg.data.sample_rate, gate=gate, max_seconds=cfg.max_seconds
+    )
+    models = _speaker_models(enrolment, embed)
     _warn_alike(models, list(enrolment), alike)
     _warn_enrolled_probes(files, [f for fs in enrolment.values() for f in fs])
-    rows = _label(system, files, models, list(enrolment), rate, gate, threshold)
+    rows = _label(files, models, list(enrolment), embed, threshold)
     silent = [row for row in rows if row.speaker == NO_SPEECH]
     if len(silent) == len(rows):
         examples = "; ".join(f"{row.file}: {row.note}" for row in silent[:3])
@@ -146,9 +150,20 @@ def _earlier_result(path: Path) -> bool:
     )
 
 
-def _speaker_models(
-    system: torch.nn.Module, enrolment: dict[str, list[Path]], rate: int, gate: SpeechGate | None
+Embed = Callable[[Path], Tensor]  # a file -> its (1,D) embedding
+
+
+def _embed_one(
+    system: torch.nn.Module,
+    file: Path,
+    rate: int,
+    gate: SpeechGate | None,
+    max_seconds: float | None,
 ) -> Tensor:
+    return embed_files(system, [file], rate, gate=gate, max_seconds=max_seconds)
+
+
+def _speaker_models(enrolment: dict[str, list[Path]], embed: Embed) -> Tensor:
     """(C,D) speaker models from the enrolment files with speech; a file without speech is left
     out with a warning, a speaker left with none is refused."""
     embeddings, labels = [], []
@@ -156,7 +171,7 @@ def _speaker_models(
         kept, refused = [], []
         for file in files:
             try:
-                kept.append(embed_files(system, [file], rate, gate=gate)[0])
+                kept.append(embed(file)[0])
             except NoSpeechError as err:
                 refused.append(f"{file.name}: {err.reason()}")
         if not kept:
@@ -212,20 +227,14 @@ def _warn_enrolled_probes(files: list[Path], enrolled: list[Path]) -> None:
 
 
 def _label(
-    system: torch.nn.Module,
-    files: list[Path],
-    models: Tensor,
-    names: list[str],
-    rate: int,
-    gate: SpeechGate | None,
-    threshold: float | None,
+    files: list[Path], models: Tensor, names: list[str], embed: Embed, threshold: float | None
 ) -> list[Row]:
     """A row per file: the nearest speaker model (``unknown`` when its score is not above
     ``threshold``), or ``no speech`` and why."""
     rows = []
     for file in files:  # one at a time: memory bounded whatever the number of files
         try:
-            embedding = embed_files(system, [file], rate, gate=gate)
+            embedding = embed(file)
         except NoSpeechError as err:
             rows.append(Row(str(file), NO_SPEECH, None, err.reason()))
             continue

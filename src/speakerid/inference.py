@@ -142,15 +142,31 @@ def save_thresholds(path: str | Path, thresholds: dict) -> None:
 
 
 def read_for_model(
-    path: str | Path, sample_rate: int, gate: SpeechGate | None = None
+    path: str | Path,
+    sample_rate: int,
+    gate: SpeechGate | None = None,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
     """A user's audio file as float32 mono at ``sample_rate``: multi-channel files are averaged
     and other rates resampled (each logged), unlike corpus files, which must already fit. With a
     ``gate``, a file without speech (silence, a steady noise or tone, a noise without a voice's
-    pitch, too short) is refused (:class:`~speakerid.data.speech.NoSpeechError`)."""
+    pitch, too short) is refused (:class:`~speakerid.data.speech.NoSpeechError`); a file longer
+    than ``max_seconds`` is refused from its header, before it is decoded."""
     info = audio_info(path)
     if info.frames == 0:
         raise AudioError(f"{path}: empty audio file")
+    if max_seconds is not None and (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, (int, float))
+        or max_seconds <= 0
+    ):
+        raise ConfigError(f"max_seconds={max_seconds!r}: a number of seconds above 0, or null")
+    seconds = info.frames / info.samplerate
+    if max_seconds is not None and seconds > max_seconds:  # from the header, before decoding
+        raise AudioError(
+            f"{path}: {seconds:.0f} s long, over max_seconds={max_seconds:g} (a file is decoded "
+            "and embedded whole): cut it into parts, or raise max_seconds"
+        )
     wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
     if wav.shape[1] > 1:
         log.info("%s: %d channels averaged to mono", path, wav.shape[1])
@@ -183,6 +199,7 @@ def embed_files(
     batch_size: int = 1,
     gate: SpeechGate | None = None,
     quality: bool = False,
+    max_seconds: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """(N,D) L2-normalized embeddings of whole files (each checked by ``gate`` when given);
     with ``quality``, also each file's embedding norm before normalization and its samples
@@ -191,7 +208,7 @@ def embed_files(
     With ``batch_size`` > 1 files of similar length share a batch; the backbone's convolutions
     then see the zero padding of the shorter ones, so 1 (the default) is exact.
     """
-    wavs = [read_for_model(p, sample_rate, gate) for p in paths]
+    wavs = [read_for_model(p, sample_rate, gate, max_seconds) for p in paths]
     order = sorted(range(len(wavs)), key=lambda i: -len(wavs[i]))
     out: list[Tensor] = [torch.empty(0)] * len(wavs)
     norms = torch.zeros(len(wavs), dtype=torch.float64)

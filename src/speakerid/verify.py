@@ -33,7 +33,12 @@ def verify(argv: list[str]) -> tuple[float, float, bool, float | None]:
     if threshold is None:
         raise ConfigError("threshold=null: verification needs a threshold")
     (a, b), norms, samples = embed_files(
-        system, files, run_cfg.data.sample_rate, gate=gate, quality=True
+        system,
+        files,
+        run_cfg.data.sample_rate,
+        gate=gate,
+        quality=True,
+        max_seconds=cfg.max_seconds,
     )
     score = float(a @ b)
     return score, threshold, score > threshold, calibrated_llr(checkpoint, score, norms, samples)

@@ -19,7 +19,7 @@ from speakerid.verify import verify
 def test_a_diverged_run_fails_and_keeps_only_finite_checkpoints(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
-    cfg = tiny_train_config(tiny_data_dir, tmp_path, "loss.margin=nan", "test=false")
+    cfg = tiny_train_config(tiny_data_dir, tmp_path, "optimizer.lr=1e30", "test=false")
     with pytest.raises(ConfigError, match=r"training diverged: NaN or infinite (weights|val)"):
         train(cfg)
     for ckpt in (tmp_path / "checkpoints").glob("*.ckpt"):  # none, or finite ones only

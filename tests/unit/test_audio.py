@@ -58,3 +58,25 @@ def test_info_of_unreadable_file(tmp_path: Path) -> None:
     (tmp_path / "x.wav").write_bytes(b"nope")
     with pytest.raises(AudioError, match=r"x\.wav: not a readable audio file"):
         audio_info(tmp_path / "x.wav")
+
+
+def test_a_user_file_over_max_seconds_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    """A 2-hour file given to speakerid-verify grew past 6.7 GB and died (issue 23)."""
+    import soundfile
+
+    from speakerid.errors import AudioError, ConfigError
+    from speakerid.inference import read_for_model
+
+    path = tmp_path / "long.wav"
+    soundfile.write(str(path), np.zeros(16000 * 12, dtype=np.float32), 16000)
+    assert read_for_model(path, 16000, max_seconds=12.5).shape == (16000 * 12,)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(soundfile, "read", no_decoding)
+    with pytest.raises(AudioError, match=r"long\.wav: 12 s long, over max_seconds=10 "):
+        read_for_model(path, 16000, max_seconds=10)
+    for bad in (0, -1, "abc", True):
+        with pytest.raises(ConfigError, match=r"max_seconds=.*a number of seconds above 0"):
+            read_for_model(path, 16000, max_seconds=bad)
