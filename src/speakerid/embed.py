@@ -1,4 +1,5 @@
-"""``speakerid-embed ckpt_path=...|pretrained=DIR``: embed every utterance of a corpus once.
+"""``speakerid-embed ckpt_path=...|pretrained=speechbrain pretrained.path=DIR``: embed every
+utterance of a corpus once.
 
 Each utterance becomes ``crops`` evenly spaced crops of ``crop_seconds`` (default 10 × 4 s, as the
 enhancement project's stage 1), or one whole-utterance embedding (``crops=0``), batched, on the
@@ -29,7 +30,7 @@ from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.errors import ConfigError
 from speakerid.inference import load_system
 from speakerid.outputs import claim_folder, refuse_overlap
-from speakerid.pretrained import SpeechBrainEncoder
+from speakerid.pretrained import InPlaceSource
 from speakerid.settings import EMBEDDING, check_settings
 from speakerid.utils.io import file_sha256
 
@@ -45,18 +46,26 @@ def _device(name: str) -> torch.device:
 def load_encoder(cfg: DictConfig) -> tuple[nn.Module, DictConfig | None, str, str | None]:
     """The model to embed with: ``(model, its run's data config or None, description, sha256 of
     its weights file)``."""
-    if (cfg.ckpt_path is None) == (cfg.pretrained is None):
+    if (cfg.ckpt_path is None) == (cfg.get("pretrained") is None):
         raise ConfigError(
-            "give exactly one of ckpt_path=<speakerid checkpoint> or pretrained=<dir>"
+            "give exactly one of ckpt_path=<speakerid checkpoint> or "
+            "pretrained=speechbrain pretrained.path=<dir>"
         )
     if cfg.ckpt_path is not None:
         system, run_cfg, _ = load_system(cfg.ckpt_path)
         source = Path(cfg.ckpt_path).resolve()
         return system, run_cfg.data, str(source), file_sha256(source)
-    folder = Path(cfg.pretrained).resolve()
-    weights = folder / "embedding_model.ckpt"
-    sha = file_sha256(weights) if weights.is_file() else None
-    return SpeechBrainEncoder(folder), None, f"speechbrain:{folder}", sha
+    missing = sorted(OmegaConf.missing_keys(cfg.pretrained))
+    if missing:
+        raise ConfigError(f"pretrained needs {', '.join(f'{k}=...' for k in missing)}")
+    source = instantiate(cfg.pretrained)
+    if not isinstance(source, InPlaceSource):
+        raise ConfigError(
+            f"{type(source).__name__} cannot be used in place: convert it first "
+            "(speakerid-prepare pretrained=...), then ckpt_path=<the converted checkpoint>"
+        )
+    model, description, sha = source.encoder()
+    return model, None, description, sha
 
 
 def default_output(cfg: DictConfig, source: str, data_cfg: DictConfig) -> Path:
@@ -212,8 +221,8 @@ def _check_outputs(cfg: DictConfig, output: Path, corpus_root: Path, source: str
     inputs = [corpus_root]
     if cfg.ckpt_path is not None:
         inputs.append(Path(cfg.ckpt_path))
-    elif cfg.pretrained is not None:
-        inputs.append(Path(cfg.pretrained))
+    elif cfg.get("pretrained") is not None:
+        inputs.append(Path(cfg.pretrained.path))
     refuse_overlap(output, inputs, "output")
     if cfg.npy_dir:
         refuse_overlap(cfg.npy_dir, [*inputs, output], "npy_dir")

@@ -115,7 +115,8 @@ def test_embed_from_a_speechbrain_folder(tiny_data_dir: Path, tmp_path: Path) ->
         [
             "data=synthetic",
             *overrides,
-            f"pretrained={folder}",
+            "pretrained=speechbrain",
+            f"pretrained.path={folder}",
             f"output={tmp_path}/store",
             "crops=0",
             "num_workers=0",
@@ -125,9 +126,11 @@ def test_embed_from_a_speechbrain_folder(tiny_data_dir: Path, tmp_path: Path) ->
     assert store.array.shape[1:] == (1, 12) and store.meta["source"].startswith("speechbrain:")
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing written into the model
     with pytest.raises(ConfigError, match="exactly one of"):
-        embed(compose_config("embed", [f"pretrained={folder}", "ckpt_path=x.ckpt"]))
+        embed(compose_config("embed", ["pretrained=speechbrain", "ckpt_path=x.ckpt"]))
     with pytest.raises(ConfigError, match="not a speechbrain model folder"):
-        embed(compose_config("embed", [f"pretrained={tmp_path}", "data=synthetic"]))
+        embed(compose_config("embed", ["pretrained=speechbrain", f"pretrained.path={tmp_path}"]))
+    with pytest.raises(ConfigError, match="ResemblyzerConverter cannot be used in place: convert"):
+        embed(compose_config("embed", ["pretrained=resemblyzer", "data=synthetic"]))
 
 
 def _enhance_config(store: Path, out: Path, *extra: str):

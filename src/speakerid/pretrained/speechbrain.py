@@ -170,6 +170,16 @@ class SpeechBrainConverter:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
 
+    def encoder(self) -> tuple["SpeechBrainEncoder", str, str | None]:
+        """The folder used in place (``speakerid-embed pretrained=speechbrain``): SpeechBrain's
+        own pipeline, its description and the sha256 of its weights."""
+        from speakerid.utils.io import file_sha256
+
+        folder = self.path.resolve()
+        weights = folder / "embedding_model.ckpt"
+        sha = file_sha256(weights) if weights.is_file() else None
+        return SpeechBrainEncoder(folder), f"speechbrain:{folder}", sha
+
     def convert(self, output: Path) -> dict:
         """Write the checkpoint; return what was written (the source files' sha256 included)."""
         from speakerid.checkpoints import compose_run_config, write_converted
