@@ -427,7 +427,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, request) -> Iterator[Wor
     workspace = Workspace(root, env)
     for item in request.session.items:
         params = item.callspec.params if hasattr(item, "callspec") else {}
-        if item.module is request.module and "command" in params:
+        if getattr(item, "module", None) is request.module and "command" in params:
             workspace.start(params["command"])
     yield workspace
     for thread in workspace.threads.values():  # nothing left running in the removed copy
