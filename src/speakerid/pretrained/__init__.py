@@ -14,6 +14,7 @@ from speakerid.pretrained.resemblyzer import (
     resemblyzer_weights,
 )
 from speakerid.pretrained.speechbrain import SpeechBrainConverter, SpeechBrainEncoder
+from speakerid.pretrained.wespeaker import WeSpeakerConverter
 
 
 @runtime_checkable
@@ -31,6 +32,7 @@ __all__ = [
     "ResemblyzerConverter",
     "SpeechBrainConverter",
     "SpeechBrainEncoder",
+    "WeSpeakerConverter",
     "convert_resemblyzer",
     "resemblyzer_weights",
 ]

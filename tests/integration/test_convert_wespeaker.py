@@ -1,0 +1,115 @@
+"""``speakerid-prepare pretrained=wespeaker``: a WeSpeaker model folder in its released layout
+(``avg_model.pt`` with the training head, ``config.yaml``), written with WeSpeaker's ResNet34 and
+random weights, becomes a speakerid checkpoint whose embeddings equal WeSpeaker's own front end +
+model (``wespeaker/cli/speaker.py``: Kaldi fbank, Hamming window, int16 scale, mean subtracted)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+import yaml
+from tests.conftest import compose_config
+from tests.references import wespeaker
+
+from speakerid.errors import ConfigError
+from speakerid.inference import embed_files, load_system
+from speakerid.prepare import prepare
+
+CONFIG = {
+    "model": "ResNet34",
+    "model_args": {
+        "feat_dim": 80,
+        "embed_dim": 256,
+        "pooling_func": "TSTP",
+        "two_emb_layer": False,
+    },
+    "dataset_args": {
+        "resample_rate": 16000,
+        "fbank_args": {"num_mel_bins": 80, "frame_shift": 10, "frame_length": 25, "dither": 1.0},
+    },
+    "projection_args": {"project_type": "arc_margin", "scale": 32.0, "num_class": 15},
+}
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+    """The folder, and the reference model it holds (batch-norm statistics randomized)."""
+    torch.manual_seed(0)
+    model = wespeaker("models.resnet").ResNet34(feat_dim=80, embed_dim=256)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            module.running_mean.normal_(0.0, 0.2)
+            module.running_var.uniform_(0.7, 1.4)
+    folder = tmp_path_factory.mktemp("voxceleb_resnet34")
+    state = {**model.state_dict(), "projection.weight": torch.randn(15, 256)}  # the ArcMargin head
+    torch.save(state, folder / "avg_model.pt")
+    (folder / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    return folder, model.eval()
+
+
+def _theirs(model: torch.nn.Module, path: Path) -> torch.Tensor:
+    """WeSpeaker's extraction: ``torchaudio.load(normalize=False)``-scale samples, Kaldi fbank
+    with a Hamming window, minus the mean frame, through the model."""
+    wav = torch.from_numpy(sf.read(str(path), dtype="int16")[0].astype(np.float32))[None]
+    feats = torchaudio.compliance.kaldi.fbank(
+        wav,
+        num_mel_bins=80,
+        frame_length=25,
+        frame_shift=10,
+        sample_frequency=16000,
+        window_type="hamming",
+    )
+    feats = feats - feats.mean(dim=0)
+    with torch.inference_mode():
+        out = model(feats[None])
+    return (out[-1] if isinstance(out, tuple) else out)[0]
+
+
+def test_a_converted_wespeaker_resnet34_embeds_as_wespeaker_does(released, tmp_path: Path) -> None:
+    folder, model = released
+    output = tmp_path / "resnet34.ckpt"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    summary = prepare(
+        compose_config(
+            "prepare", ["pretrained=wespeaker", f"pretrained.path={folder}", f"output={output}"]
+        )
+    )
+    assert summary["model"] == "ResNet34" and set(summary["sha256"]) == {
+        "config.yaml",
+        "avg_model.pt",
+    }
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # read only
+    rng = np.random.default_rng(2)
+    wavs = []
+    for seconds in (1.2, 3.1):
+        path = tmp_path / f"{seconds}.wav"
+        sf.write(str(path), 0.2 * rng.standard_normal(int(seconds * 16000)), 16000, "PCM_16")
+        wavs.append(path)
+    system, run_cfg, _ = load_system(output)
+    for path, ours in zip(wavs, embed_files(system, wavs, run_cfg.data.sample_rate), strict=True):
+        cosine = torch.nn.functional.cosine_similarity(ours, _theirs(model, path), dim=0)
+        assert cosine >= 0.99999, (path.name, float(cosine))
+
+
+def test_what_the_wespeaker_converter_cannot_take_is_one_line(released, tmp_path: Path) -> None:
+    folder, _ = released
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "avg_model.pt").write_bytes((folder / "avg_model.pt").read_bytes())
+    base = ["pretrained=wespeaker", f"pretrained.path={other}", f"output={tmp_path}/x.ckpt"]
+    for config, message in (
+        ({**CONFIG, "model": "XVEC"}, r"WeSpeaker model 'XVEC' has no backbone here"),
+        ({**CONFIG, "dataset_args": {"frontend": "s3prl"}}, r"frontend 's3prl': the converter"),
+        ({**CONFIG, "model": "ECAPA_TDNN_GLOB_c512"}, r"pooling_func 'TSTP': only 'ASTP'"),
+        (
+            {**CONFIG, "model": "ECAPA_TDNN_GLOB_c512", "model_args": {"embed_dim": 192}},
+            r"avg_model\.pt: does not fit EcapaWespeaker: unexpected keys conv1",  # ResNet34's
+        ),
+    ):
+        (other / "config.yaml").write_text(yaml.safe_dump(config))
+        with pytest.raises(ConfigError, match=message):
+            prepare(compose_config("prepare", base))
+    assert not (tmp_path / "x.ckpt").exists()
