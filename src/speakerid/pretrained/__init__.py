@@ -13,6 +13,7 @@ from speakerid.pretrained.resemblyzer import (
     convert_resemblyzer,
     resemblyzer_weights,
 )
+from speakerid.pretrained.speakerlab import SpeakerlabConverter
 from speakerid.pretrained.speechbrain import SpeechBrainConverter, SpeechBrainEncoder
 from speakerid.pretrained.wespeaker import WeSpeakerConverter
 
@@ -30,6 +31,7 @@ __all__ = [
     "RESEMBLYZER_OVERRIDES",
     "InPlaceSource",
     "ResemblyzerConverter",
+    "SpeakerlabConverter",
     "SpeechBrainConverter",
     "SpeechBrainEncoder",
     "WeSpeakerConverter",
