@@ -113,3 +113,30 @@ def test_what_the_wespeaker_converter_cannot_take_is_one_line(released, tmp_path
         with pytest.raises(ConfigError, match=message):
             prepare(compose_config("prepare", base))
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_a_converted_wespeaker_campplus_embeds_as_wespeaker_does(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = wespeaker("models.campplus").CAMPPlus(feat_dim=80, embed_dim=192)
+    for module in model.modules():
+        norm = isinstance(module, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)
+        if norm and module.track_running_stats:
+            module.running_mean.normal_(0.0, 0.2)
+            module.running_var.uniform_(0.7, 1.4)
+    folder = tmp_path / "voxceleb_CAM++"
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "avg_model.pt")
+    config = {**CONFIG, "model": "CAMPPlus", "model_args": {"feat_dim": 80, "embed_dim": 192}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    output = tmp_path / "campplus.ckpt"
+    prepare(
+        compose_config(
+            "prepare", ["pretrained=wespeaker", f"pretrained.path={folder}", f"output={output}"]
+        )
+    )
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), 0.2 * np.random.default_rng(4).standard_normal(35000), 16000, "PCM_16")
+    system, run_cfg, _ = load_system(output)
+    ours = embed_files(system, [wav], run_cfg.data.sample_rate)[0]
+    cosine = torch.nn.functional.cosine_similarity(ours, _theirs(model.eval(), wav), dim=0)
+    assert cosine >= 0.99999, float(cosine)

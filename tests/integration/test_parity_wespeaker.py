@@ -164,8 +164,8 @@ def test_wespeakers_model_args_become_overrides_or_are_refused() -> None:
         model_overrides("ResNet34", {**args, "pooling_func": "MQMHASTP"})
     with pytest.raises(ConfigError, match=r"model_args \['m_channels'\]"):
         model_overrides("ResNet34", {"m_channels": 64})
-    with pytest.raises(ConfigError, match="'CAMPPlus' has no backbone here"):
-        model_overrides("CAMPPlus", {})
+    with pytest.raises(ConfigError, match="'XVEC_MHE' has no backbone here"):
+        model_overrides("XVEC_MHE", {})
 
 
 def test_a_padded_utterance_embeds_as_it_does_alone() -> None:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from speakerid.errors import ConfigError
+from speakerid.pretrained.campplus_keys import campplus_key
 from speakerid.pretrained.keys import Rule, rename_key, rename_state_dict
 
 RESNET_RULES: tuple[Rule, ...] = (
@@ -118,6 +119,7 @@ WESPEAKER_MODELS: dict[str, WespeakerModel] = {
     "ECAPA_TDNN_c512": WespeakerModel("ecapa_wespeaker_c512", (), ecapa_key, "ASTP"),
     "ECAPA_TDNN_c1024": WespeakerModel("ecapa_wespeaker_c1024", (), ecapa_key, "ASTP"),
     "ECAPA_TDNN_GLOB_c1024": WespeakerModel("ecapa_wespeaker_glob_c1024", (), ecapa_key, "ASTP"),
+    "CAMPPlus": WespeakerModel("campplus", (), campplus_key, "TSTP"),
 }
 
 # WeSpeaker's ``model_args`` -> our keys (``feat_dim`` is the front end's, ``num_mels`` follows it).
