@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from speakerid.errors import ConfigError
 
 MARKER = ".speakerid"  # in every folder speakerid may later remove or reuse
+RESUMABLE = ("train", "enhance")  # tasks that continue a run in its own folder (ckpt_path=)
 
 
 def mark(folder: Path, what: str) -> None:
@@ -88,7 +89,7 @@ class FreshRunFolder(Callback):
     (``ckpt_path=...`` given, and the folder is a speakerid run folder)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
-        resuming = config.get("task_name") == "train" and config.get("ckpt_path") is not None
+        resuming = config.get("task_name") in RESUMABLE and config.get("ckpt_path") is not None
         self._check(config, "hydra.run.dir", resuming)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:

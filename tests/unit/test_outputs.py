@@ -107,3 +107,28 @@ def test_a_users_folder_where_a_corpus_build_leaves_its_work_is_never_removed(
     with pytest.raises(ConfigError, match=r"synthetic\.partial: exists and was not made by"):
         corpus.prepare()
     assert (mine / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(("task", "resumes"), [("train", True), ("enhance", True), ("eval", False)])
+def test_a_run_folder_is_reused_only_by_a_training_that_resumes_it(
+    tmp_path: Path, task: str, resumes: bool, monkeypatch
+) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from speakerid.outputs import FreshRunFolder
+
+    monkeypatch.setattr(HydraConfig, "set_config", lambda self, cfg: None)  # a plain test config
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("{}")
+    config = OmegaConf.create(
+        {"task_name": task, "ckpt_path": "last", "hydra": {"run": {"dir": str(tmp_path)}}}
+    )
+    if resumes:
+        FreshRunFolder().on_run_start(config)
+    else:
+        with pytest.raises(SystemExit):
+            FreshRunFolder().on_run_start(config)
+    with pytest.raises(SystemExit):  # without ckpt_path: another run's folder
+        FreshRunFolder().on_run_start(OmegaConf.merge(config, {"ckpt_path": None}))
