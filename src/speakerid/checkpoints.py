@@ -49,6 +49,19 @@ def compose_run_config(overrides: list[str], output_dir: Path) -> DictConfig:
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 
 
+def read_weights(path: Path) -> object:
+    """Another toolkit's weights file, loaded safely (``weights_only``: tensors and plain
+    containers, no pickle).
+
+    Raises:
+        ConfigError: a damaged or foreign file, named.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or unsafe files
+        raise ConfigError(f"{path}: not loadable ({type(err).__name__})") from None
+
+
 def write_converted(
     output: Path, config: DictConfig, weights: dict, source: dict, inputs: list[Path]
 ) -> dict:

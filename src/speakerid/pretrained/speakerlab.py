@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
 from torch import Tensor, nn
 
 from speakerid.errors import ConfigError
@@ -70,7 +69,7 @@ class SpeakerlabConverter:
         """Write the checkpoint; return what was written (the source file's sha256 included)."""
         from hydra.utils import instantiate
 
-        from speakerid.checkpoints import compose_run_config, write_converted
+        from speakerid.checkpoints import compose_run_config, read_weights, write_converted
         from speakerid.utils.io import file_sha256
 
         models = _models()
@@ -78,10 +77,7 @@ class SpeakerlabConverter:
             raise ConfigError(f"pretrained.model={self.model!r}: one of {sorted(models)}")
         if not self.path.is_file():
             raise ConfigError(f"{self.path}: not found")
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a damaged or foreign file
-            raise ConfigError(f"{self.path}: not loadable ({type(err).__name__})") from None
+        state = read_weights(self.path)
         spec = models[self.model]
         if not isinstance(state, Mapping) or spec.embedding_key not in state:
             raise ConfigError(f"{self.path}: not a 3D-Speaker {self.model} state dict")

@@ -182,7 +182,7 @@ class SpeechBrainConverter:
 
     def convert(self, output: Path) -> dict:
         """Write the checkpoint; return what was written (the source files' sha256 included)."""
-        from speakerid.checkpoints import compose_run_config, write_converted
+        from speakerid.checkpoints import compose_run_config, read_weights, write_converted
         from speakerid.utils.io import file_sha256
 
         hparams_file, weights_file = (
@@ -195,10 +195,7 @@ class SpeechBrainConverter:
         overrides = ecapa_overrides(read_hyperparams(hparams_file), hparams_file)
         overrides += ["loss=ge2e", "data.num_speakers=null"]  # a head with no classes
         config = compose_run_config(overrides, output.parent.resolve())
-        try:
-            state = torch.load(weights_file, map_location="cpu", weights_only=True)
-        except Exception as err:  # a damaged or foreign file
-            raise ConfigError(f"{weights_file}: not loadable ({type(err).__name__})") from None
+        state = read_weights(weights_file)
         weights = {f"backbone.model.{k}": v for k, v in state.items()}
         files = {p.name: file_sha256(p) for p in (hparams_file, weights_file)}
         source = {

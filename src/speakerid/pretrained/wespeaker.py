@@ -10,7 +10,6 @@ int16 scale, no dither, each utterance minus its mean frame).
 
 from pathlib import Path
 
-import torch
 import yaml
 
 from speakerid.errors import ConfigError
@@ -75,7 +74,7 @@ class WeSpeakerConverter:
         """Write the checkpoint; return what was written (the source files' sha256 included)."""
         from hydra.utils import instantiate
 
-        from speakerid.checkpoints import compose_run_config, write_converted
+        from speakerid.checkpoints import compose_run_config, read_weights, write_converted
         from speakerid.pretrained.wespeaker_keys import (
             WESPEAKER_MODELS,
             converted,
@@ -94,10 +93,7 @@ class WeSpeakerConverter:
             "data.num_speakers=null",
         ]
         run = compose_run_config(overrides, output.parent.resolve())
-        try:
-            state = torch.load(weights_file, map_location="cpu", weights_only=True)
-        except Exception as err:  # a damaged or foreign file
-            raise ConfigError(f"{weights_file}: not loadable ({type(err).__name__})") from None
+        state = read_weights(weights_file)
         backbone = instantiate(run.model.backbone)
         renamed = converted(state, WESPEAKER_MODELS[model].rename, backbone, str(weights_file))
         files = [self.path / "config.yaml", weights_file]
