@@ -140,3 +140,71 @@ def test_a_converted_wespeaker_campplus_embeds_as_wespeaker_does(tmp_path: Path)
     ours = embed_files(system, [wav], run_cfg.data.sample_rate)[0]
     cosine = torch.nn.functional.cosine_similarity(ours, _theirs(model.eval(), wav), dim=0)
     assert cosine >= 0.99999, float(cosine)
+
+
+REDIMNET2_CONFIG = {  # WeSpeaker's examples/voxceleb/v2/conf/redimnet2.yaml (dfa7419), B0
+    "model": "ReDimNet2B0",
+    "model_args": {"feat_dim": 72, "embed_dim": 192, "pooling_func": "ASTP"},
+    "dataset_args": {
+        "frontend": "tfmel",
+        "resample_rate": 16000,
+        "tfmel_args": {
+            "n_mels": 72,
+            "hop_length": 160,
+            "win_length": 400,
+            "n_fft": 512,
+            "f_min": 20,
+            "f_max": 7600,
+            "do_preemph": True,
+            "norm_signal": True,
+            "do_spec_aug": False,
+            "eps": 1.0e-8,
+        },
+    },
+}
+
+
+def test_a_converted_wespeaker_redimnet2_embeds_with_its_tfmel_front_end(tmp_path: Path) -> None:
+    """The released layout: the tfmel front end attached to the model (its buffers saved in
+    avg_model.pt) and the SphereFace2 head; WeSpeaker's extraction runs ``model.frontend`` on
+    the int16-scale samples, then the model."""
+    torch.manual_seed(5)
+    model = wespeaker("models.redimnet2").ReDimNet2B0(feat_dim=72, embed_dim=192)
+    args = REDIMNET2_CONFIG["dataset_args"]["tfmel_args"]
+    model.add_module("frontend", wespeaker("frontend.tfmel").TFMelFrontend(**args))
+    folder = tmp_path / "voxceleb_ReDimNet2B0"
+    folder.mkdir()
+    state = {**model.state_dict(), "projection.weight": torch.randn(7, 192)}
+    torch.save(state, folder / "avg_model.pt")
+    (folder / "config.yaml").write_text(yaml.safe_dump(REDIMNET2_CONFIG))
+    output = tmp_path / "redimnet2.ckpt"
+    base = ["pretrained=wespeaker", f"pretrained.path={folder}", f"output={output}"]
+    assert prepare(compose_config("prepare", base))["model"] == "ReDimNet2B0"
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), 0.2 * np.random.default_rng(6).standard_normal(30000), 16000, "PCM_16")
+    samples = torch.from_numpy(sf.read(str(wav), dtype="int16")[0].astype(np.float32))[None]
+    model.eval()
+    with torch.inference_mode():
+        theirs = model(model.frontend(samples, torch.tensor([samples.shape[1]]))[0])[0]
+    system, run_cfg, _ = load_system(output)
+    ours = embed_files(system, [wav], run_cfg.data.sample_rate)[0]
+    assert torch.nn.functional.cosine_similarity(ours, theirs, dim=0) >= 0.99999
+
+
+def test_a_redimnet2_folder_with_a_front_end_we_do_not_compute_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    torch.save({}, folder / "avg_model.pt")
+    base = ["pretrained=wespeaker", f"pretrained.path={folder}", f"output={tmp_path}/x.ckpt"]
+    tfmel = REDIMNET2_CONFIG["dataset_args"]["tfmel_args"]
+    for dataset_args, message in (
+        ({"frontend": "tfmel", "tfmel_args": {**tfmel, "n_mels": 64}}, r"feat_dim 72 but the"),
+        ({"frontend": "tfmel", "tfmel_args": {**tfmel, "top_db": 80}}, r"tfmel_args \['top_db'\]"),
+        ({"frontend": "tfmel", "tfmel_args": {**tfmel, "sample_rate": 8000}}, r"takes 16 kHz"),
+    ):
+        (folder / "config.yaml").write_text(
+            yaml.safe_dump({**REDIMNET2_CONFIG, "dataset_args": dataset_args})
+        )
+        with pytest.raises(ConfigError, match=message):
+            prepare(compose_config("prepare", base))
+    assert not (tmp_path / "x.ckpt").exists()

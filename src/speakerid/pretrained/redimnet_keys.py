@@ -85,7 +85,9 @@ def redimnet2_key(key: str) -> str:
     return rename_key(key, REDIMNET2_RULES)
 
 
-def redimnet2_weights(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+def redimnet2_weights(
+    state: Mapping[str, Tensor], model: nn.Module, origin: str = "WeSpeaker ReDimNet2 state dict"
+) -> dict[str, Tensor]:
     """A WeSpeaker ReDimNet2 state dict (``avg_model.pt``, head and front end included or not,
     ``{"state_dict": ...}`` unwrapped) under ``model``'s names, for
     ``model.load_state_dict(..., strict=True)``.
@@ -98,7 +100,7 @@ def redimnet2_weights(state: Mapping[str, Tensor], model: nn.Module) -> dict[str
         backbone_weights(state),
         redimnet2_key,
         model,
-        "WeSpeaker ReDimNet2 state dict",
+        origin,
         drop=("frontend.",),
     )
 

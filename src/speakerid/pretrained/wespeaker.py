@@ -2,10 +2,12 @@
 
 A WeSpeaker model folder as its toolkit releases it holds ``avg_model.pt`` (the model's state
 dict, its training head under ``projection.``) and ``config.yaml`` (``model``, ``model_args``,
-``dataset_args.fbank_args``). The backbone is built from ``model`` / ``model_args``
-(:data:`~speakerid.pretrained.wespeaker_keys.WESPEAKER_MODELS`), the front end as WeSpeaker
-extracts embeddings (``wespeaker/cli/speaker.py``: Kaldi fbank with a Hamming window on the
-int16 scale, no dither, each utterance minus its mean frame).
+``dataset_args``). The backbone is built from ``model`` / ``model_args``
+(:data:`~speakerid.pretrained.wespeaker_keys.WESPEAKER_MODELS`,
+:data:`~speakerid.pretrained.redimnet_keys.REDIMNET2_MODELS`), the front end as WeSpeaker
+extracts embeddings (``wespeaker/cli/speaker.py``): Kaldi fbank with a Hamming window on the
+int16 scale, no dither, each utterance minus its mean frame (``fbank_args``); or, for ReDimNet2,
+the model's own ``tfmel`` front end (``tfmel_args``; ``features=tfmel``).
 """
 
 from pathlib import Path
@@ -24,27 +26,67 @@ FBANK = (
 )
 
 
-def front_end_overrides(dataset_args: dict, path: Path) -> list[str]:
-    """Our front end for ``dataset_args`` (its ``fbank_args``; other front ends refused)."""
+# ``tfmel_args`` -> ``TfMel``'s settings (``n_mels`` is checked against the model's feat_dim;
+# ``do_spec_aug`` is training-only, ``sample_rate`` must be 16 kHz)
+TFMEL_ARGS = {
+    "hop_length": "hop_length",
+    "win_length": "win_length",
+    "n_fft": "n_fft",
+    "f_min": "f_min",
+    "f_max": "f_max",
+    "norm_signal": "normalize_signal",
+    "eps": "eps",
+}
+PREEMPHASIS = 0.97  # WeSpeaker's PreEmphasis coefficient (``do_preemph: true``)
+
+
+def front_end_overrides(dataset_args: dict, path: Path) -> tuple[list[str], int]:
+    """Our front end for ``dataset_args`` (``fbank_args`` or ``tfmel_args``; other front ends
+    refused), and its number of mel channels (which the model's ``feat_dim`` must equal)."""
     frontend = dataset_args.get("frontend", "fbank")
-    if frontend != "fbank":
-        raise ConfigError(f"{path}: frontend {frontend!r}: the converter takes fbank models")
     rate = dataset_args.get("resample_rate", 16000)
     if rate != 16000:
         raise ConfigError(f"{path}: resample_rate {rate}: the converter takes 16 kHz models")
+    if frontend == "tfmel":
+        return _tfmel_overrides(dataset_args.get("tfmel_args") or {}, path)
+    if frontend != "fbank":
+        raise ConfigError(
+            f"{path}: frontend {frontend!r}: the converter takes fbank and tfmel models"
+        )
     fbank = dataset_args.get("fbank_args") or {}
+    mels = int(fbank.get("num_mel_bins", 80))
     return [
         *FBANK,
-        f"features.num_mels={int(fbank.get('num_mel_bins', 80))}",
+        f"features.num_mels={mels}",
         f"features.frame_length_ms={float(fbank.get('frame_length', 25))}",
         f"features.frame_shift_ms={float(fbank.get('frame_shift', 10))}",
+    ], mels
+
+
+def _tfmel_overrides(args: dict, path: Path) -> tuple[list[str], int]:
+    """``features=tfmel`` with WeSpeaker's ``tfmel_args``."""
+    args = dict(args)
+    rate = args.pop("sample_rate", 16000)
+    if rate != 16000:
+        raise ConfigError(f"{path}: tfmel_args.sample_rate {rate}: the converter takes 16 kHz")
+    args.pop("do_spec_aug", None)  # masks features in training only
+    mels = int(args.pop("n_mels", 80))  # TFMelFrontend's default
+    preemphasis = PREEMPHASIS if args.pop("do_preemph", True) else 0.0
+    unknown = sorted(set(args) - set(TFMEL_ARGS))
+    if unknown:
+        raise ConfigError(f"{path}: tfmel_args {unknown} have no setting in features=tfmel")
+    settings = [
+        f"features.{TFMEL_ARGS[k]}={str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in args.items()
     ]
+    return ["features=tfmel", f"features.num_mels={mels}", f"features.preemphasis={preemphasis}",
+            *settings], mels  # fmt: skip
 
 
 class WeSpeakerConverter:
     """``speakerid-prepare pretrained=wespeaker pretrained.path=DIR``: a released WeSpeaker model
-    folder as a speakerid checkpoint. Its training head is not kept (a head with no classes,
-    GE2E's, is stored; fine-tuning chooses its own).
+    folder (ResNets, ECAPA-TDNNs, CAM++, ReDimNet2) as a speakerid checkpoint. Its training
+    head is not kept (a head with no classes, GE2E's, is stored; fine-tuning chooses its own).
 
     Args:
         path: the model folder (``avg_model.pt`` + ``config.yaml``).
@@ -75,6 +117,7 @@ class WeSpeakerConverter:
         from hydra.utils import instantiate
 
         from speakerid.checkpoints import compose_run_config, read_weights, write_converted
+        from speakerid.pretrained.redimnet_keys import REDIMNET2_MODELS, redimnet2_weights
         from speakerid.pretrained.wespeaker_keys import (
             WESPEAKER_MODELS,
             converted,
@@ -85,17 +128,28 @@ class WeSpeakerConverter:
         config, weights_file = self._config(), self.path / "avg_model.pt"
         if not weights_file.is_file():
             raise ConfigError(f"{weights_file}: not found (a WeSpeaker model folder holds it)")
-        model = config["model"]
+        model, model_args = config["model"], config.get("model_args") or {}
+        front_end, mels = front_end_overrides(
+            config.get("dataset_args") or {}, self.path / "config.yaml"
+        )
+        if int(model_args.get("feat_dim", mels)) != mels:
+            raise ConfigError(
+                f"{self.path / 'config.yaml'}: model_args.feat_dim {model_args['feat_dim']} but "
+                f"the front end makes {mels} mel channels"
+            )
         overrides = [
-            *model_overrides(model, config.get("model_args") or {}),
-            *front_end_overrides(config.get("dataset_args") or {}, self.path / "config.yaml"),
+            *model_overrides(model, model_args, {**WESPEAKER_MODELS, **REDIMNET2_MODELS}),
+            *front_end,
             "loss=ge2e",  # a head with no classes
             "data.num_speakers=null",
         ]
         run = compose_run_config(overrides, output.parent.resolve())
         state = read_weights(weights_file)
         backbone = instantiate(run.model.backbone)
-        renamed = converted(state, WESPEAKER_MODELS[model].rename, backbone, str(weights_file))
+        if model in REDIMNET2_MODELS:  # its tfmel front end's buffers are dropped too
+            renamed = redimnet2_weights(state, backbone, str(weights_file))
+        else:
+            renamed = converted(state, WESPEAKER_MODELS[model].rename, backbone, str(weights_file))
         files = [self.path / "config.yaml", weights_file]
         source = {
             "toolkit": "wespeaker",

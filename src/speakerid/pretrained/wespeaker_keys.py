@@ -131,9 +131,14 @@ MODEL_ARGS = {
 }
 
 
-def model_overrides(name: str, model_args: Mapping[str, object]) -> tuple[str, ...]:
-    """Hydra overrides of ``train``'s config that build WeSpeaker's ``model: name`` with its
-    ``model_args`` here: the backbone choice, its settings, then the arguments.
+def model_overrides(
+    name: str,
+    model_args: Mapping[str, object],
+    models: Mapping[str, WespeakerModel] = WESPEAKER_MODELS,
+) -> tuple[str, ...]:
+    """Hydra overrides of ``train``'s config that build WeSpeaker's ``model: name`` (one of
+    ``models``) with its ``model_args`` here: the backbone choice, its settings, then the
+    arguments.
 
     Example:
         >>> model_overrides("ResNet34", {"feat_dim": 80, "embed_dim": 256, "pooling_func": "TSTP"})
@@ -142,11 +147,9 @@ def model_overrides(name: str, model_args: Mapping[str, object]) -> tuple[str, .
     Raises:
         ConfigError: a model we do not build, another pooling, or an argument we do not have.
     """
-    if name not in WESPEAKER_MODELS:
-        raise ConfigError(
-            f"WeSpeaker model {name!r} has no backbone here: {sorted(WESPEAKER_MODELS)}"
-        )
-    model = WESPEAKER_MODELS[name]
+    if name not in models:
+        raise ConfigError(f"WeSpeaker model {name!r} has no backbone here: {sorted(models)}")
+    model = models[name]
     args = dict(model_args)
     pooling = args.pop("pooling_func", model.pooling)
     if pooling != model.pooling:
