@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 import torchaudio
 import yaml
-from tests.conftest import compose_config
+from tests.conftest import compose_config, tiny_overrides
 from tests.references import wespeaker
 
 from speakerid.errors import ConfigError
@@ -208,3 +208,52 @@ def test_a_redimnet2_folder_with_a_front_end_we_do_not_compute_is_one_line(tmp_p
         with pytest.raises(ConfigError, match=message):
             prepare(compose_config("prepare", base))
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_a_converted_resnet34_verifies_and_starts_training_from_the_command_line(
+    released, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    """``speakerid-verify`` on two built-in utterances, then ``speakerid-train init_from=`` with
+    the converted backbone and its front end (2 steps), as a user types them."""
+    import subprocess
+    import sys
+
+    from speakerid.pretrained.wespeaker import FBANK
+
+    folder, _ = released
+    ckpt = tmp_path / "resnet34.ckpt"
+    prepare(
+        compose_config(
+            "prepare", ["pretrained=wespeaker", f"pretrained.path={folder}", f"output={ckpt}"]
+        )
+    )
+    bin_dir, wavs = Path(sys.prefix) / "bin", sorted((tiny_data_dir / "synthetic").rglob("*.wav"))
+    verify = subprocess.run(
+        [bin_dir / "speakerid-verify", wavs[0], wavs[-1], f"ckpt_path={ckpt}", "threshold=0.5"],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode in (0, 1), verify.stderr[-2000:]  # same speaker / another
+    assert "score" in (verify.stdout + verify.stderr).lower()
+    run_dir = tmp_path / "run"
+    train = subprocess.run(
+        [
+            bin_dir / "speakerid-train",
+            f"init_from={ckpt}",
+            "model/backbone=resnet34",
+            "model.backbone.embed_dim=256",
+            *FBANK,
+            *tiny_overrides(tiny_data_dir, run_dir),
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+            "test=false",
+            "callbacks.rich_progress_bar=null",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert train.returncode == 0, (train.stdout + train.stderr)[-3000:]
+    assert f"backbone initialized from {ckpt}" in train.stdout + train.stderr
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
