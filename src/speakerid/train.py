@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speakerid.callbacks import AverageLastEpochs, nonfinite_weights
 from speakerid.cli import hydra_entry, print_results, quiet_environment
+from speakerid.data.augment import GENERATED
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, save_thresholds
 from speakerid.runs import Stopped, make_trainer, resume_checkpoint, run_stage, storage_errors
@@ -27,7 +28,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured system, then test it (``test_ckpt``); return the logged metrics."""
     check_settings(cfg)
     resume = resume_checkpoint(cfg)  # before any work: asked to resume, a run never starts afresh
-    _say_if_generated_augmentation(cfg)
+    check_augmentation_sources(cfg)  # before any work, as the checks above
     if cfg.test and cfg.test_ckpt not in ("best", "last", "averaged"):
         raise ConfigError(f"test_ckpt must be best, last or averaged, got {cfg.test_ckpt!r}")
     if cfg.test and cfg.test_ckpt == "averaged" and not cfg.callbacks.get("average"):
@@ -65,37 +66,57 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def generated_augmentation(node) -> list[str]:
-    """The steps of an augmentation config that generate their noise or rooms instead of reading
-    MUSAN / RIRS_NOISES (``root: null``), and the synthetic channel."""
+def augmentation_sources(node, key: str) -> list[tuple[str, str, object]]:
+    """``(key of its root, class, root)`` of every ``Reverb`` / ``AdditiveNoise`` step under the
+    config ``node`` at ``key``, and ``(key, "ChannelAugment", None)`` for the synthetic channel."""
     if isinstance(node, DictConfig | dict):
-        target = str(node.get("_target_", ""))
+        target = str(node.get("_target_", "")).rsplit(".", 1)[-1]
         own = []
-        if target.endswith(("Reverb", "AdditiveNoise")) and node.get("root") is None:
-            own = [f"{target.rsplit('.', 1)[-1]} (root=null)"]
-        elif target.endswith("ChannelAugment"):
-            own = ["ChannelAugment"]
-        return own + [g for v in node.values() for g in generated_augmentation(v)]
+        if target in ("Reverb", "AdditiveNoise"):
+            own = [(f"{key}.root", target, node.get("root"))]
+        elif target == "ChannelAugment":
+            own = [(key, target, None)]
+        return own + [s for k, v in node.items() for s in augmentation_sources(v, f"{key}.{k}")]
     if isinstance(node, list | tuple) or OmegaConf.is_list(node):
-        return [g for v in node for g in generated_augmentation(v)]
+        return [s for i, v in enumerate(node) for s in augmentation_sources(v, f"{key}.{i}")]
     return []
 
 
-def _say_if_generated_augmentation(cfg: DictConfig) -> None:
-    """A real corpus trained with generated noise only says so first: the published recipes
-    use MUSAN and RIRS_NOISES."""
-    corpus = str(cfg.data.get("corpus", {}).get("_target_", ""))
-    if corpus.endswith("SyntheticCorpus"):
+SOURCE_NAMES = {"Reverb": "RIRS_NOISES", "AdditiveNoise": "MUSAN"}
+
+
+def check_augmentation_sources(cfg: DictConfig) -> None:
+    """A VoxCeleb run refuses to start with a noise or room source left unset (``root: null``):
+    the published recipes use MUSAN and RIRS_NOISES, so generated stand-ins must be chosen
+    (``root: generated``). Other real corpora only say so; the built-in corpus is silent."""
+    corpus = cfg.data.get("corpus") or {}
+    if str(corpus.get("_target_", "")).endswith("SyntheticCorpus"):
         return
-    generated = generated_augmentation(cfg.data.get("augment")) + generated_augmentation(
-        cfg.system.get("wave_augment")
-    )
+    sources = augmentation_sources(cfg.data.get("augment"), "data.augment")
+    sources += augmentation_sources(cfg.system.get("wave_augment"), "system.wave_augment")
+    unset = [(k, SOURCE_NAMES[c]) for k, c, root in sources if c in SOURCE_NAMES and root is None]
+    if unset and _trains_on_voxceleb(corpus):
+        keys = ", ".join(f"{k} ({name})" for k, name in unset)
+        raise ConfigError(
+            f"a VoxCeleb run trains with MUSAN and RIRS_NOISES: set {keys} to their folders, or "
+            f"to 'generated' to train on generated noise and rooms instead (docs/recipes.md)"
+        )
+    generated = [f"{c} ({k})" for k, c, root in sources if root is None or root == GENERATED]
     if generated:
         log.warning(
             "this run augments a real corpus with generated noise/rooms only (%s): set the "
             "MUSAN / RIRS_NOISES roots (docs/corpora.md) to train as the published recipes do",
             ", ".join(dict.fromkeys(generated)),
         )
+
+
+def _trains_on_voxceleb(corpus) -> bool:
+    """Whether the corpus config trains on VoxCeleb (itself, or a member not ``eval_only``)."""
+    if str(corpus.get("_target_", "")).endswith("VoxCelebCorpus"):
+        return True
+    members = corpus.get("corpora") or {}
+    evaluated_only = set(corpus.get("eval_only") or ())
+    return any(_trains_on_voxceleb(c) for n, c in members.items() if n not in evaluated_only)
 
 
 def with_counted_speakers(cfg: DictConfig, datamodule) -> DictConfig:

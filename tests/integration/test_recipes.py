@@ -127,21 +127,23 @@ def test_recipe_pipeline_end_to_end(recipe: str, tiny_data_dir: Path, tmp_path: 
 
 def test_augmentation_default_follows_the_corpus(caplog) -> None:
     """The built-in corpus keeps its channel; real corpora default to MUSAN + RIRS, and a real
-    corpus augmented with generated noise only says so before anything else."""
-    from speakerid.train import _say_if_generated_augmentation
+    corpus other than VoxCeleb augmented with generated noise only says so before anything else
+    (VoxCeleb refuses: tests/integration/test_augmentation_sources.py)."""
+    from speakerid.train import check_augmentation_sources
 
     synthetic = compose_config("train", [])
     assert synthetic.data.augment._target_.endswith("ChannelAugment")
-    for data in ("voxceleb", "voxceleb2", "commonvoice", "voxforge"):
+    for data in ("voxceleb", "voxceleb2", "voxceleb12", "commonvoice", "voxforge"):
         real = compose_config("train", [f"data={data}"])
         steps = [s._target_.rsplit(".", 1)[-1] for s in real.data.augment.steps]
         assert steps == ["SpeedPerturb", "Reverb", "AdditiveNoise"], data
     with caplog.at_level("WARNING"):
-        _say_if_generated_augmentation(synthetic)
+        check_augmentation_sources(synthetic)
         assert not caplog.records
-        _say_if_generated_augmentation(real)
+        check_augmentation_sources(real)  # voxforge
     assert (
-        "generated noise/rooms only (Reverb (root=null), AdditiveNoise (root=null))" in caplog.text
+        "generated noise/rooms only (Reverb (data.augment.steps.1.root), AdditiveNoise "
+        "(data.augment.steps.2.root))" in caplog.text
     )
     caplog.clear()
     with_roots = compose_config(
@@ -149,5 +151,5 @@ def test_augmentation_default_follows_the_corpus(caplog) -> None:
         ["data=voxforge", "data.augment.steps.1.root=/rirs", "data.augment.steps.2.root=/musan"],
     )
     with caplog.at_level("WARNING"):
-        _say_if_generated_augmentation(with_roots)
+        check_augmentation_sources(with_roots)
     assert not caplog.records

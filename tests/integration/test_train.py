@@ -150,6 +150,8 @@ def test_cli_reports_a_missing_corpus_in_one_line(tmp_path: Path) -> None:
         [
             BIN / "speakerid-train",
             "data=voxceleb",
+            "data.augment.steps.1.root=generated",  # else it refuses first, for MUSAN/RIRS
+            "data.augment.steps.2.root=generated",
             f"data.corpus.root={tmp_path}/nowhere",
             f"hydra.run.dir={tmp_path}/run",
         ],

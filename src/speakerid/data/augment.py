@@ -6,6 +6,8 @@ from scipy import signal
 from speakerid.data.corpora.channel import coloured_noise, random_channel
 from speakerid.errors import ConfigError
 
+GENERATED = "generated"  # a root chosen to be generated noise or rooms (None: left unset)
+
 
 class ChannelAugment:
     """A random recording channel per crop: equalizer and band limit, coloured noise, reverberation.
@@ -81,7 +83,8 @@ class AdditiveNoise:
     noise when there is no folder.
 
     Args:
-        root: a MUSAN folder, or None for generated noise (white to brown).
+        root: a MUSAN folder, or ``generated`` (or None, unset: a VoxCeleb run refuses it) for
+            generated noise (white to brown).
         categories: MUSAN categories to draw from, each with its SNR range in dB.
         babble: how many speech files are mixed together for ``speech`` (3-7 in Kaldi's recipe).
         probability: chance that a crop gets noise.
@@ -114,7 +117,7 @@ class AdditiveNoise:
                 f"AdditiveNoise: pick category|file, normalize limit|peak: {pick}, {normalize}"
             )
         self.pick, self.normalize = pick, normalize
-        self.root = root
+        self.root = None if root == GENERATED else root
         self.categories = dict(
             categories or {"noise": [0, 15], "music": [5, 15], "speech": [13, 20]}
         )
@@ -166,9 +169,9 @@ class AdditiveNoise:
 class Reverb:
     """Reverberation by convolution with a room impulse response: from RIRS_NOISES (simulated
     and/or real RIRs), or simulated (exponentially decaying noise, RT60 0.15-0.8 s) without a
-    folder. The RIR is energy-normalized; the output is aligned on its direct path
-    (``align=False``: the convolution's first samples, as WeSpeaker) and peak-limited
-    (``normalize="peak"``: every output to peak 1, as WeSpeaker).
+    folder (``root``: None or ``generated``). The RIR is energy-normalized; the output is
+    aligned on its direct path (``align=False``: the convolution's first samples, as WeSpeaker)
+    and peak-limited (``normalize="peak"``: every output to peak 1, as WeSpeaker).
 
     Example:
         >>> augment = Reverb(probability=1.0)
@@ -189,7 +192,7 @@ class Reverb:
         if normalize not in ("limit", "peak"):
             raise ConfigError(f"Reverb: normalize limit|peak, got {normalize!r}")
         self.align, self.normalize = align, normalize
-        self.root = root
+        self.root = None if root == GENERATED else root
         self.categories = list(categories)
         self.sample_rate = sample_rate
         self.probability = probability
