@@ -26,6 +26,7 @@ from speakerid.data.manifest import Manifest, Utterance
 from speakerid.data.samplers import ResumableLoader
 from speakerid.data.shards import ShardLoader
 from speakerid.data.splits import (
+    chunked_epoch,
     identification_split,
     label_columns,
     resplit,
@@ -73,6 +74,8 @@ class SpeakerDataModule(L.LightningDataModule):
         speed_classes: speed factors whose perturbed copies of every training file are new
             speakers: ``num_speakers`` becomes ``speakers x (1 + len(speed_classes))``.
         max_speakers: train on the first n training speakers only (sorted ids); None: all.
+        chunk_seconds: an epoch holds each training file once per whole chunk of this length
+            (SpeechBrain's epoch: :func:`~speakerid.data.splits.chunked_epoch`); None: once.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class SpeakerDataModule(L.LightningDataModule):
         speed_classes: Sequence[float] = (),
         max_speakers: int | None = None,
         speed_mode: str = "copies",
+        chunk_seconds: float | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or crop_seconds <= 0:
@@ -138,6 +142,7 @@ class SpeakerDataModule(L.LightningDataModule):
         self.speed_classes = [float(f) for f in speed_classes]
         self.speed_mode = speed_mode
         self.max_speakers = max_speakers
+        self.chunk_samples = None if chunk_seconds is None else int(chunk_seconds * sample_rate)
         # what setup() finds
         self.manifest: Manifest | None = None
         self.speakers: list[str] = []  # training class i is speakers[i]
@@ -256,10 +261,10 @@ class SpeakerDataModule(L.LightningDataModule):
                     "data.shards streams shuffled utterances with speaker labels: it cannot be "
                     "combined with data.iden_split, data.sampler or data.extra_labels"
                 )
-            if self.speed_classes:
+            if self.speed_classes or self.chunk_samples:
                 raise ConfigError(
-                    "data.shards does not speed-perturb: set data.speed_classes=[] (or train "
-                    "from the files)"
+                    "data.shards does not speed-perturb or chunk: set data.speed_classes=[] "
+                    "and data.chunk_seconds=null (or train from the files)"
                 )
             speaker_class = {s: i for i, s in enumerate(self.speakers)}
             self._train_loader = shard_loader(
@@ -273,15 +278,19 @@ class SpeakerDataModule(L.LightningDataModule):
                 self.trainer,
             )
         else:
-            labels = self._train_labels
+            rows, labels, speeds = self.train_rows, self._train_labels, self._train_speeds
+            if self.chunk_samples:  # SpeechBrain's epoch: a crop per whole chunk of each file
+                rows, labels, speeds = chunked_epoch(rows, labels, speeds, self.chunk_samples)
+                files = len(self.train_rows)
+                log.info("data.chunk_seconds: %d crops of %d files an epoch", len(rows), files)
             dataset = CropDataset(
-                [self.manifest.audio_path(u) for u in self.train_rows],
-                [u.num_samples for u in self.train_rows],
+                [self.manifest.audio_path(u) for u in rows],
+                [u.num_samples for u in rows],
                 labels,
                 self.crop_samples,
                 self.sample_rate,
                 self.augment,
-                self._train_speeds,
+                speeds,
                 **self._random_speeds(),
             )
             speakers = labels if labels.ndim == 1 else labels[:, 0]

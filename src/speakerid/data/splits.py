@@ -1,6 +1,6 @@
 """Pure functions that split a corpus: speakers into train / validation / test, a speaker's files
 by an identification split, training files into speed-perturbed classes, metadata into label
-columns. No I/O, no state: the data module composes them."""
+columns, an epoch into chunks. No I/O, no state: the data module composes them."""
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -123,3 +123,23 @@ def with_speed_classes(
     speeds = np.repeat([1.0, *factors], len(rows))
     names = speakers + [f"{s}@speed{f}" for f in factors for s in speakers]
     return rows * copies, np.concatenate(shifted), speeds, names
+
+
+def chunked_epoch(
+    rows: list[Utterance], labels: np.ndarray, speeds: np.ndarray | None, chunk_samples: int
+) -> tuple[list[Utterance], np.ndarray, np.ndarray | None]:
+    """Each training file once per whole ``chunk_samples`` chunk it holds (at least once): the
+    epoch of SpeechBrain's ``voxceleb_prepare.py``, one row per non-overlapping chunk, each row
+    then a random crop of its file (``random_chunk``). SpeechBrain leaves out files shorter
+    than one chunk; none of VoxCeleb is, and here they count once.
+
+    Returns ``(rows, labels, speeds)`` with every file's entries repeated in place."""
+    if chunk_samples < 1:
+        raise ConfigError("data.chunk_seconds must be above 0 (null: one crop per file)")
+    counts = np.array([max(1, u.num_samples // chunk_samples) for u in rows], dtype=np.int64)
+    index = np.repeat(np.arange(len(rows)), counts)
+    return (
+        [rows[i] for i in index],
+        labels[index],
+        None if speeds is None else speeds[index],
+    )
