@@ -23,12 +23,11 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
+from speakerid.api import Model, Speakers, load
 from speakerid.cli import quiet_environment, report_user_errors, tool_config
 from speakerid.data.corpora.folder import extension_list
-from speakerid.data.speech import NoSpeechError, SpeechGate, speech_gate
+from speakerid.data.speech import NoSpeechError, speech_gate
 from speakerid.errors import AudioError, ConfigError
-from speakerid.inference import embed_files, load_system, resolve_threshold
-from speakerid.metrics.identification import UNKNOWN, centroids, reject_unknown
 from speakerid.outputs import refuse_overlap
 from speakerid.utils.io import atomic_open, file_sha256, writable_folder
 
@@ -65,21 +64,21 @@ def identify(argv: list[str]) -> list[Row]:
     files = _probes(targets, extensions)
     inputs = [*files, *(f for fs in enrolment.values() for f in fs), Path(cfg.ckpt_path)]
     output = _output(cfg.output, inputs)
-    system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
-    threshold = resolve_threshold(cfg.threshold, checkpoint, cfg.ckpt_path)
-    embed = functools.partial(  # one file at a time: memory bounded whatever their number
-        _embed_one, system, rate=run_cfg.data.sample_rate, gate=gate, max_seconds=cfg.max_seconds
-    )
-    models = _speaker_models(enrolment, embed)
-    _warn_alike(models, list(enrolment), alike)
+    model = load(cfg.ckpt_path, cfg.threshold, gate, cfg.max_seconds)
+    if cfg.threshold is not None:
+        model.threshold  # noqa: B018 (a missing stored threshold is refused before any work)
+    embed = functools.partial(_embed_one, model)  # one file at a time: memory bounded
+    speakers = _speaker_models(enrolment, embed)
+    _warn_alike(speakers.models, speakers.names, alike)
     _warn_enrolled_probes(files, [f for fs in enrolment.values() for f in fs])
-    rows = _label(files, models, list(enrolment), embed, threshold)
+    rows = _label(files, speakers, embed, model)
     silent = [row for row in rows if row.speaker == NO_SPEECH]
     if len(silent) == len(rows):
         examples = "; ".join(f"{row.file}: {row.note}" for row in silent[:3])
         raise AudioError(f"none of the {len(rows)} files holds speech ({examples})")
     if output is not None:
         _write(output, rows)
+    print(model.operating_point.describe(), file=sys.stderr)  # after any error: one line each
     return rows
 
 
@@ -153,21 +152,15 @@ def _earlier_result(path: Path) -> bool:
 Embed = Callable[[Path], Tensor]  # a file -> its (1,D) embedding
 
 
-def _embed_one(
-    system: torch.nn.Module,
-    file: Path,
-    rate: int,
-    gate: SpeechGate | None,
-    max_seconds: float | None,
-) -> Tensor:
-    return embed_files(system, [file], rate, gate=gate, max_seconds=max_seconds)
+def _embed_one(model: Model, file: Path) -> Tensor:
+    return model.embed([file])
 
 
-def _speaker_models(enrolment: dict[str, list[Path]], embed: Embed) -> Tensor:
-    """(C,D) speaker models from the enrolment files with speech; a file without speech is left
+def _speaker_models(enrolment: dict[str, list[Path]], embed: Embed) -> Speakers:
+    """The speaker models from the enrolment files with speech; a file without speech is left
     out with a warning, a speaker left with none is refused."""
-    embeddings, labels = [], []
-    for index, (name, files) in enumerate(enrolment.items()):
+    embeddings = {}
+    for name, files in enrolment.items():
         kept, refused = [], []
         for file in files:
             try:
@@ -181,9 +174,8 @@ def _speaker_models(enrolment: dict[str, list[Path]], embed: Embed) -> Tensor:
             )
         if refused:
             log.warning("speaker %r enrolled without %s", name, "; ".join(refused))
-        embeddings += kept
-        labels += [index] * len(kept)
-    return centroids(torch.stack(embeddings), torch.tensor(labels), len(enrolment))
+        embeddings[name] = torch.stack(kept)
+    return Model.speakers(embeddings)
 
 
 def _warn_alike(models: Tensor, names: list[str], above: float) -> None:
@@ -226,11 +218,9 @@ def _warn_enrolled_probes(files: list[Path], enrolled: list[Path]) -> None:
         )
 
 
-def _label(
-    files: list[Path], models: Tensor, names: list[str], embed: Embed, threshold: float | None
-) -> list[Row]:
+def _label(files: list[Path], speakers: Speakers, embed: Embed, model: Model) -> list[Row]:
     """A row per file: the nearest speaker model (``unknown`` when its score is not above
-    ``threshold``), or ``no speech`` and why."""
+    the model's threshold), or ``no speech`` and why."""
     rows = []
     for file in files:  # one at a time: memory bounded whatever the number of files
         try:
@@ -238,10 +228,8 @@ def _label(
         except NoSpeechError as err:
             rows.append(Row(str(file), NO_SPEECH, None, err.reason()))
             continue
-        scores = embedding @ models.T
-        best_class, best = reject_unknown(scores, -float("inf") if threshold is None else threshold)
-        label = int(best_class[0])
-        rows.append(Row(str(file), "unknown" if label == UNKNOWN else names[label], float(best[0])))
+        (match,) = model.match(embedding, speakers)
+        rows.append(Row(str(file), match.speaker, match.score))
     return rows
 
 

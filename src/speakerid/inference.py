@@ -9,6 +9,7 @@ import logging
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -22,6 +23,7 @@ from speakerid.callbacks import nonfinite_weights
 from speakerid.data.audio import audio_info
 from speakerid.data.speech import NoSpeechError, SpeechGate
 from speakerid.errors import AudioError, ConfigError
+from speakerid.metrics.bootstrap import far_point
 from speakerid.systems.encoder import EncoderModule
 from speakerid.trusted import check_trusted
 from speakerid.utils.io import atomic_path
@@ -191,7 +193,6 @@ def read_for_model(
     return mono.numpy()
 
 
-@torch.inference_mode()
 def embed_files(
     system: torch.nn.Module,
     paths: Sequence[str | Path],
@@ -209,6 +210,19 @@ def embed_files(
     then see the zero padding of the shorter ones, so 1 (the default) is exact.
     """
     wavs = [read_for_model(p, sample_rate, gate, max_seconds) for p in paths]
+    embeddings, norms = embed_waveforms(system, wavs, batch_size)
+    if quality:
+        return embeddings, norms, torch.tensor([len(w) for w in wavs], dtype=torch.float64)
+    return embeddings
+
+
+@torch.inference_mode()
+def embed_waveforms(
+    system: torch.nn.Module, wavs: Sequence[np.ndarray], batch_size: int = 1
+) -> tuple[Tensor, Tensor]:
+    """(N,D) L2-normalized embeddings of mono waveforms at the model's rate, and (N,) the norms
+    of the embeddings before normalization (float64). Waveforms of similar length share a batch
+    of ``batch_size`` (1: exact, no zero padding seen by the backbone)."""
     order = sorted(range(len(wavs)), key=lambda i: -len(wavs[i]))
     out: list[Tensor] = [torch.empty(0)] * len(wavs)
     norms = torch.zeros(len(wavs), dtype=torch.float64)
@@ -217,46 +231,102 @@ def embed_files(
         lengths = torch.tensor([len(wavs[i]) for i in chunk])
         batch = torch.zeros(len(chunk), int(lengths.max()))
         for row, i in enumerate(chunk):
-            batch[row, : len(wavs[i])] = torch.from_numpy(wavs[i])
+            batch[row, : len(wavs[i])] = torch.as_tensor(wavs[i])
         raw = system(batch, lengths).float()
         embeddings = torch.nn.functional.normalize(raw, dim=1)
         for row, i in enumerate(chunk):
             out[i] = embeddings[row]
             norms[i] = float(raw[row].norm())
-    stacked = torch.stack(out) if out else torch.empty(0)
-    if quality:
-        return stacked, norms, torch.tensor([len(w) for w in wavs], dtype=torch.float64)
-    return stacked
+    return (torch.stack(out) if out else torch.empty(0)), norms
 
 
-def resolve_threshold(choice, checkpoint: dict, path: str | Path) -> float | None:
-    """A decision threshold: a number, or ``eer``/``far`` from those stored with the model,
-    or None (``null``: no threshold).
+class OperatingPoint(NamedTuple):
+    """The threshold a decision uses, and where it comes from.
+
+    ``name``: ``eer``, ``far@<rate>`` (stored with the model by ``speakerid-eval``), ``given``
+    (a number) or ``none`` (no threshold); ``source`` says it in words for the console."""
+
+    name: str
+    threshold: float | None
+    source: str
+
+    def describe(self) -> str:
+        if self.threshold is None:
+            return f"operating point: {self.source}"
+        return f"operating point: {self.name} = {self.threshold:.4f} ({self.source})"
+
+
+def stored_points(stored: dict) -> dict[str, float]:
+    """Operating-point name -> threshold, from a checkpoint's stored thresholds (every name
+    ``threshold=`` accepts: ``eer``, ``far`` and ``far@<rate>``)."""
+    points = {k: stored[k] for k in ("eer", "far") if k in stored}
+    if "far" in stored and "far_target" in stored:
+        points[far_point(float(stored["far_target"]))] = stored["far"]
+    for far, value in (stored.get("far_targets") or {}).items():
+        points[far_point(float(far))] = value
+    return points
+
+
+def operating_point(choice, checkpoint: dict, path: str | Path) -> OperatingPoint:
+    """The decision threshold ``threshold=`` names: ``stored`` (the operating point
+    ``speakerid-eval`` chose and stored with the model; the EER one for a model stored before
+    there was a choice), ``eer``, ``far`` or ``far@<rate>`` of those stored, a number, or None
+    (``null``: no threshold).
 
     A cosine score lies in [-1, 1] and a trial is accepted when its score is above the
     threshold, so a threshold of -1 or less accepts everything, 1 or more nothing, and NaN
     (every comparison false) nothing: each would force the verdict, and is refused.
     """
     if choice is None:
-        return None
-    if isinstance(choice, bool) or not isinstance(choice, (int, float, str)):
-        raise ConfigError(f"threshold must be eer, far, null or a number, got {choice!r}")
-    if isinstance(choice, str):
-        if choice not in ("eer", "far"):
-            raise ConfigError(f"threshold must be eer, far, null or a number, got {choice!r}")
-        stored = stored_thresholds(checkpoint)
-        if choice not in stored:
-            raise ConfigError(
-                f"{path} holds no stored thresholds: run `speakerid-eval ckpt_path={path}` once "
-                "(it stores them), or give threshold=<number>"
-            )
-        value = stored[choice]
-        label = f"{path}: its stored {choice} threshold ({value})"
-    else:
-        value, label = choice, f"threshold={choice}"
+        return OperatingPoint("none", None, "no threshold (closed set)")
+    named = isinstance(choice, str) and (
+        choice in ("stored", "eer", "far") or choice.startswith("far@")
+    )
+    if isinstance(choice, bool) or not (named or isinstance(choice, (int, float))):
+        raise ConfigError(
+            f"threshold must be stored, eer, far, far@<rate>, null or a number, got {choice!r}"
+        )
+    if not isinstance(choice, str):
+        return OperatingPoint("given", _cosine_threshold(choice, f"threshold={choice}"), "given")
+    stored = stored_thresholds(checkpoint)
+    points = stored_points(stored)
+    name = str(stored.get("operating_point", "eer")) if choice == "stored" else choice
+    if not points:
+        raise ConfigError(
+            f"{path} holds no stored thresholds: run `speakerid-eval ckpt_path={path}` once "
+            "(it stores them), or give threshold=<number>"
+        )
+    if name not in points:
+        raise ConfigError(
+            f"threshold={choice}: {path} stores {', '.join(sorted(points))} (or give stored, "
+            "null or a number)"
+        )
+    label = f"{path}: its stored {name} threshold ({points[name]})"
+    return OperatingPoint(name, _cosine_threshold(points[name], label), _origin(stored, name))
+
+
+def _origin(stored: dict, name: str) -> str:
+    """Where a stored threshold comes from, in words."""
+    words = "stored with the model"
+    if stored.get("trials"):
+        words += f", from {stored['trials']}"
+    interval = (stored.get("intervals") or {}).get(name)
+    if interval:
+        words += f"; 95 % interval over speakers {interval[0]:.4f} to {interval[1]:.4f}"
+    if (stored.get("enough_trials") or {}).get(name) is False:
+        words += "; too few trials behind it"
+    return words
+
+
+def _cosine_threshold(value, label: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 < value < 1:
         raise ConfigError(
             f"{label}: must be a number above -1 and below 1 (cosine scores lie in "
             "[-1, 1]; a threshold outside decides every trial alike)"
         )
     return float(value)
+
+
+def resolve_threshold(choice, checkpoint: dict, path: str | Path) -> float | None:
+    """The number of :func:`operating_point` (None for ``null``)."""
+    return operating_point(choice, checkpoint, path).threshold

@@ -153,10 +153,17 @@ class MultiCropDataset(Dataset):
         if total <= self.crop_samples:
             wav = read_audio(self.paths[utterance], self.sample_rate, convert=True)
             return np.resize(wav, self.crop_samples), -1, index
-        span = total - self.crop_samples
-        start = round(crop * span / (self.num_crops - 1)) if self.num_crops > 1 else span // 2
+        start = crop_start(total, self.crop_samples, self.num_crops, crop)
         wav = read_audio(self.paths[utterance], self.sample_rate, start, self.crop_samples, True)
         return wav, -1, index
+
+
+def crop_start(total: int, crop_samples: int, num_crops: int, crop: int) -> int:
+    """The first sample of crop ``crop`` of ``num_crops`` evenly spaced crops of ``crop_samples``
+    in ``total`` samples (more than a crop): the first at the start, the last at the end, one
+    crop in the middle."""
+    span = total - crop_samples
+    return round(crop * span / (num_crops - 1)) if num_crops > 1 else span // 2
 
 
 def collate(items: Sequence[tuple[np.ndarray, int, int]]) -> SpeakerBatch:
