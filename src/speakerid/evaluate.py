@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from speakerid.analysis.logging import log_report
 from speakerid.analysis.report import EvalSet, build_eval_set
 from speakerid.analysis.sections import EvalContext, run_sections
+from speakerid.analysis.thresholds import check_operating_point, stored_points, summary_rows
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.contracts import Classifier
 from speakerid.data.corpora import FolderCorpus
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate the checkpoint ``cfg.ckpt_path``; write and return ``eval.json``'s content."""
     check_settings(cfg, EMBEDDING)
+    _check_operating_point(cfg.evaluation)
     system, run_cfg, checkpoint = load_system(cfg.ckpt_path)
     out_dir = Path(cfg.output_dir) if cfg.output_dir else _run_folder(Path(cfg.ckpt_path))
     writable_folder(out_dir, "evaluation report")  # before the embedding, not after
@@ -84,40 +86,55 @@ def evaluate(cfg: DictConfig) -> dict:
     if verification is not None:  # the primary scoring's figures lead the report
         report = {**_headline(report["verification"], verification.primary), **report}
     cosine = report.get("verification", {}).get("cosine")
-    report.update(
-        {
-            "num_trials": len(evalset.trials.labels),
-            "num_trial_utterances": num_trial_utterances,
-            "num_utterances": len(evalset.trials.utterances),
-            "num_cohort": len(evalset.cohort_rows),
-            "cohort_speakers": sorted(
-                {evalset.trials.utterances[r].speaker for r in evalset.cohort_rows.tolist()}
-            ),
-            "num_without_speech": no_speech,
-            "embedding": f"{cfg.crops} x {cfg.crop_seconds} s crops" if cfg.crops else "full",
-            "trials": str(datamodule.corpus.trial_path(datamodule.test_trials_name)),
-            "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-            "images": {name: str(path) for name, path in images.items()},
-        }
-    )
+    report.update(_counts(evalset, num_trial_utterances, no_speech, cfg, datamodule))
+    report["images"] = {name: str(path) for name, path in images.items()}
     write_json(out_dir / "eval.json", report)
     log.info("Wrote %s and %d images", out_dir / "eval.json", len(images))
     if _store_thresholds(cfg, run_cfg) and cosine is not None:
-        calibration = report.get("calibration", {}).get("cosine", {}).get("model")
-        save_thresholds(
-            cfg.ckpt_path,
-            {
-                "scoring": "cosine",
-                "eer": cosine["threshold_eer"],
-                "far": cosine["threshold_far"],
-                "far_target": cosine["far_target"],
-                "trials": report["trials"],
-                **({"calibration": calibration} if calibration else {}),
-            },
-        )
+        save_thresholds(cfg.ckpt_path, _operating_points(report, cosine, cfg.evaluation))
     log_report(loggers, report, images)
     close_loggers(loggers)
     return report
+
+
+def _counts(
+    evalset: EvalSet, num_trial_utterances: int, no_speech: int, cfg: DictConfig, datamodule
+) -> dict:
+    """The report's account of what was evaluated: trials, utterances, cohort, embedding."""
+    return {
+        "num_trials": len(evalset.trials.labels),
+        "num_trial_utterances": num_trial_utterances,
+        "num_utterances": len(evalset.trials.utterances),
+        "num_cohort": len(evalset.cohort_rows),
+        "cohort_speakers": sorted(
+            {evalset.trials.utterances[r].speaker for r in evalset.cohort_rows.tolist()}
+        ),
+        "num_without_speech": no_speech,
+        "embedding": f"{cfg.crops} x {cfg.crop_seconds} s crops" if cfg.crops else "full",
+        "trials": str(datamodule.corpus.trial_path(datamodule.test_trials_name)),
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+    }
+
+
+def _operating_points(report: dict, cosine: dict, evaluation: DictConfig) -> dict:
+    """What the checkpoint stores for speakerid-verify and -identify: the cosine EER and FAR
+    thresholds, the thresholds table's points and the chosen one, and a kept calibration."""
+    calibration = report.get("calibration", {}).get("cosine", {}).get("model")
+    return {
+        "scoring": "cosine",
+        "eer": cosine["threshold_eer"],
+        "far": cosine["threshold_far"],
+        "far_target": cosine["far_target"],
+        "trials": report["trials"],
+        **stored_points(report.get("thresholds"), evaluation.get("operating_point", "eer")),
+        **({"calibration": calibration} if calibration else {}),
+    }
+
+
+def _check_operating_point(evaluation: DictConfig) -> None:
+    section = (evaluation.get("sections") or {}).get("thresholds")
+    far_targets = None if section is None else list(section.far_targets)
+    check_operating_point(evaluation.get("operating_point", "eer"), far_targets)
 
 
 def _store_thresholds(cfg: DictConfig, run_cfg: DictConfig) -> bool:
@@ -276,6 +293,7 @@ def summary(report: dict) -> dict:
     for method, scores in report.get("clustering", {}).items():
         if isinstance(scores, dict):
             rows[f"{method} NMI (k={scores['num_clusters']})"] = scores["nmi"]
+    rows.update(summary_rows(report.get("thresholds")))
     rows["trials"] = report["num_trials"]
     return rows
 

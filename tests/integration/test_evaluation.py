@@ -126,6 +126,45 @@ def test_full_report(trained: tuple[Path, dict], tmp_path: Path) -> None:
         assert same_llr is None and other_llr is None
 
 
+def test_thresholds_to_deploy(trained: tuple[Path, dict], tmp_path: Path, capsys) -> None:
+    """The table (1, 3, 5 enrolment recordings; duration bands; intervals over speakers) is in
+    eval.json and on the console; the chosen operating point is stored and verify uses it."""
+    ckpt, _ = trained
+    run = tmp_path / "ckpt.ckpt"
+    shutil.copy(ckpt, run)
+    quick = [f"evaluation.sections.{name}=null" for name in ("clustering", "plots", "calibration")]
+    with pytest.raises(ConfigError, match=r"operating_point=far@0\.05: choose one of eer"):
+        evaluate(eval_config(run, tmp_path, *quick, "evaluation.operating_point=far@0.05"))
+    assert not (tmp_path / "eval.json").exists()  # refused before any work
+    cfg = eval_config(
+        run,
+        tmp_path,
+        *quick,
+        "evaluation.operating_point=far@0.01",
+        "evaluation.sections.thresholds.resamples=50",
+    )
+    report = evaluate(cfg)
+    table = json.loads((tmp_path / "eval.json").read_text())["thresholds"]
+    assert table["resampled"] == "speakers" and table["far_targets"] == [0.01, 0.001]
+    cell = table["enrol_1"]["all"]
+    assert cell["trials"] == report["num_trials"] and cell["speakers"] == 3
+    assert cell["eer"]["threshold"] == pytest.approx(
+        report["verification"]["cosine"]["threshold_eer"]
+    )
+    assert cell["eer"]["low"] <= cell["eer"]["high"]
+    assert not cell["far@0.001"]["enough_trials"]  # a tiny list: far too few trials
+    assert table["enrol_5"]["all"]["trials"] > 0 and "0-2s" in table["enrol_3"]
+    stored = stored_thresholds(load_checkpoint(run))
+    assert stored["operating_point"] == "far@0.01"
+    assert stored["far_targets"]["0.01"] == cell["far@0.01"]["threshold"]
+    assert stored["intervals"]["far@0.01"] == [cell["far@0.01"]["low"], cell["far@0.01"]["high"]]
+    a, b = _two_files_of(ckpt)
+    capsys.readouterr()
+    assert verify([a, b, f"ckpt_path={run}"]).threshold == cell["far@0.01"]["threshold"]
+    said = capsys.readouterr().err
+    assert "operating point: far@0.01 = " in said and "too few trials behind it" in said
+
+
 def test_multi_crop_embedding(trained: tuple[Path, dict], tmp_path: Path) -> None:
     ckpt, _ = trained
     report = evaluate(
