@@ -19,6 +19,7 @@ from speakerid.analysis.thresholds import (
     stored_points,
     summary_rows,
 )
+from speakerid.cli import print_results
 from speakerid.data.manifest import Utterance
 from speakerid.data.trialset import TrialSet
 from speakerid.errors import ConfigError
@@ -81,7 +82,7 @@ def test_k_recording_models_are_means_of_the_speakers_other_utterances() -> None
     assert len(kept5) == 0  # 4 utterances a speaker cannot make 5-recording models
 
 
-def test_the_table_cells_bands_and_flags() -> None:
+def test_the_table_cells_bands_and_flags(capsys) -> None:
     table, evalset = _evalset(speakers=6)
     section = Thresholds(
         far_targets=[0.1, 0.001], enrolments=[1, 3], duration_bands=[4.0], resamples=30
@@ -109,7 +110,10 @@ def test_the_table_cells_bands_and_flags() -> None:
     }
     assert stored["intervals"]["eer"] == [cell["eer"]["low"], cell["eer"]["high"]]
     assert stored["by_enrolment"]["3"]["eer"] == report.report["enrol_3"]["all"]["eer"]["threshold"]
-    assert summary_rows(report.report)["threshold far@0.001"].endswith("too few trials")
+    rows = summary_rows(report.report)
+    assert rows["far@0.001 threshold"].endswith("too few trials")
+    print_results("speakerid-eval", rows)  # the console table takes them (an "eer" key is a rate)
+    assert "eer threshold" in capsys.readouterr().out
 
 
 def test_a_band_without_both_kinds_of_trial_is_skipped_and_bad_settings_refused() -> None:

@@ -257,5 +257,5 @@ def summary_rows(section: dict | None) -> dict[str, str]:
         shown = f"{point['threshold']:.4f}"
         if point["low"] is not None:
             shown += f" [{point['low']:.4f}, {point['high']:.4f}]"
-        rows[f"threshold {name}"] = shown + ("" if point["enough_trials"] else " too few trials")
+        rows[f"{name} threshold"] = shown + ("" if point["enough_trials"] else " too few trials")
     return rows
