@@ -206,8 +206,9 @@ def embed_files(
     with ``quality``, also each file's embedding norm before normalization and its samples
     (the quality measures of :mod:`speakerid.scoring.calibration`).
 
-    With ``batch_size`` > 1 files of similar length share a batch; the backbone's convolutions
-    then see the zero padding of the shorter ones, so 1 (the default) is exact.
+    With ``batch_size`` > 1 files of similar length share a batch; the backbones mask the
+    padding (tests/integration/test_batch_invariance.py), so the embeddings are those of one at
+    a time, to float rounding.
     """
     wavs = [read_for_model(p, sample_rate, gate, max_seconds) for p in paths]
     embeddings, norms = embed_waveforms(system, wavs, batch_size)

@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor, nn
 
-from speakerid.backbones.pooling import masked_max, scaled_lengths, time_mask
+from speakerid.backbones.pooling import masked_max, time_mask
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int, norm: bool, dropout: float):
@@ -115,7 +115,18 @@ class AudioEncoderRaw(nn.Module):
         self.blocks = nn.Sequential(*layers)
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
-        x = self.blocks(features.transpose(1, 2))  # (B,4d,T')
-        frames = scaled_lengths(lengths, features.shape[1], x.shape[-1])
+        """(B,S,1) samples and (B,) counts -> (B,4d). With ``lengths`` each block's output is
+        zeroed past an utterance's end before its max-pool (ReLU outputs are >= 0, so a window
+        straddling the end keeps its real maximum) and the next convolution."""
+        x = features.transpose(1, 2)  # (B,1,S)
+        frames = None if lengths is None else lengths.to(x.device).clamp(1, x.shape[-1])
+        for layer in self.blocks:
+            if frames is not None and isinstance(layer, nn.Conv1d):
+                x = x * time_mask(frames, x.shape[-1], x.shape[0], x.device)[:, None, :]
+                frames = _conv_frames(frames, layer.kernel_size[0], layer.stride[0])
+            if frames is not None and isinstance(layer, nn.MaxPool1d):
+                x = x * time_mask(frames, x.shape[-1], x.shape[0], x.device)[:, None, :]
+                frames = -(-frames // layer.kernel_size)  # ceil mode
+            x = layer(x)
         mask = time_mask(frames, x.shape[-1], x.shape[0], x.device)
         return nn.functional.normalize(masked_max(x, mask), dim=-1)

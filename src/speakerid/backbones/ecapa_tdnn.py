@@ -3,6 +3,8 @@
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 from torch import Tensor, nn
 
+from speakerid.backbones.reflect_padding import ReflectAtEnds
+
 
 class EcapaTdnn(nn.Module):
     """ECAPA-TDNN: SE-Res2Net TDNN blocks, multi-layer aggregation, attentive statistics pooling.
@@ -47,8 +49,10 @@ class EcapaTdnn(nn.Module):
             res2net_scale=res2net_scale,
             global_context=global_context,
         )
+        self._reflect = ReflectAtEnds(self.model)
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B,T,F) features and (B,) frame counts -> (B,D) embeddings."""
         relative = None if lengths is None else lengths.float() / features.shape[1]
-        return self.model(features, relative).squeeze(1)  # (B,1,D) -> (B,D)
+        with self._reflect.frames(lengths):  # each utterance padded from its own end
+            return self.model(features, relative).squeeze(1)  # (B,1,D) -> (B,D)

@@ -21,8 +21,16 @@ import torch
 from torch import Tensor, nn
 
 from speakerid.backbones.ecapa_wespeaker import ContextAttentiveStats
-from speakerid.backbones.pooling import scaled_lengths, time_mask
+from speakerid.backbones.pooling import time_mask
 from speakerid.errors import ConfigError
+
+
+def zero_pad(x: Tensor, keep: Tensor | None) -> Tensor:
+    """Zero the padded frames of (B,C,T) or (B,C,F,T) with a (B,T) 0/1 mask (None: keep all),
+    so that the next convolution reads zeros past each utterance's end, as when it is alone."""
+    if keep is None:
+        return x
+    return x * keep.view(keep.shape[0], *([1] * (x.ndim - 2)), keep.shape[1])
 
 
 def to_2d(x: Tensor, channels: int) -> Tensor:
@@ -81,10 +89,10 @@ class ResBlock2d(nn.Module):
         self.pw2 = nn.Conv2d(channels, channels, 1)
         self.bn2 = nn.BatchNorm2d(channels)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
         out = self.bn1(torch.relu(self.pw1(self.dw1(x))))  # ReLU before the norm, as WeSpeaker
-        out = self.bn2(self.pw2(self.dw2(out)))
-        return torch.relu(out + x)
+        out = self.bn2(self.pw2(self.dw2(zero_pad(out, keep))))
+        return zero_pad(torch.relu(out + x), keep)
 
 
 class ConvNeXt1d(nn.Module):
@@ -96,8 +104,8 @@ class ConvNeXt1d(nn.Module):
         self.norm = nn.BatchNorm1d(channels)
         self.pw = nn.Conv1d(channels, channels, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.pw(nn.functional.gelu(self.norm(self.dw(x))))
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        return zero_pad(x + self.pw(nn.functional.gelu(self.norm(self.dw(x)))), keep)
 
 
 def gelu_tanh(x: Tensor) -> Tensor:
@@ -154,8 +162,11 @@ class TimeContext(nn.Module):
         self.expand = nn.Conv1d(hidden, width, 1)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        out = self.convs(self.reduce_norm(self.reduce(x)))
-        return x + self.expand(self.attention(out, mask))
+        keep = None if mask is None else mask.to(x.dtype)
+        out = zero_pad(self.reduce_norm(self.reduce(x)), keep)
+        for conv in self.convs:
+            out = conv(out, keep)
+        return zero_pad(x + self.expand(self.attention(out, mask)), keep)
 
 
 class Stage(nn.Module):
@@ -195,16 +206,20 @@ class Stage(nn.Module):
         self.context = context
 
     def forward(self, maps: list[Tensor], lengths: Tensor | None) -> Tensor:
-        x = self.blocks(self.down(to_2d(self.mix(maps), self.c_in)))  # (B,c',f',T/st)
+        """Maps at the full rate (padded frames zero) and the frame counts, multiples of every
+        time stride (or None) -> this stage's map at the full rate, padded frames zero."""
+        x = self.down(to_2d(self.mix(maps), self.c_in))  # (B,c',f',T/st)
+        mask = None
+        if lengths is not None:  # the strided frames of each utterance: no straddling
+            mask = time_mask(lengths // self.time_stride, x.shape[-1], x.shape[0], x.device)
+        keep = None if mask is None else mask.to(x.dtype)
+        x = zero_pad(x, keep)
+        for block in self.blocks:
+            x = block(x, keep)
         if self.shrink is not None:
-            x = self.shrink(x)
+            x = zero_pad(self.shrink(x), keep)
         x = to_1d(x)  # (B,C*F,T/st)
         if self.context is not None:
-            frames = x.shape[-1]
-            mask = None
-            if lengths is not None:
-                scaled = scaled_lengths(lengths, frames * self.time_stride, frames)
-                mask = time_mask(scaled, frames, x.shape[0], x.device)
             x = self.context(x, mask)
         return x.repeat_interleave(self.time_stride, dim=-1)  # nearest upsampling
 
@@ -226,10 +241,10 @@ class ReDimNet2(nn.Module):
     WeSpeaker's stage tuples also carry 2-D kernel sizes, which its residual blocks ignore.
 
     Padding: the frames are cut to a multiple of the time strides' product (WeSpeaker's rule;
-    fewer frames than that are zero-padded to it); pooling (its global context included) and
-    self-attention see real frames only. Not exact under padding: the convolutions (3x3 2-D,
-    up to 59 frames 1-D at the reduced rates) read padded frames next to real ones, a strided
-    frame straddling an utterance's end mixes both, and batch norm in training counts them.
+    fewer frames than that are zero-padded to it), per utterance with ``lengths``; every map a
+    convolution reads is zeroed past an utterance's end, and pooling (its global context
+    included) and self-attention see real frames only, so in eval mode a padded utterance embeds
+    as it does alone (tested); batch norm in training counts padded frames.
 
     Parameters (measured, 192-d; at 72 mels the same count as WeSpeaker's modules, tested):
     B0 703,060, B2 2,530,208, B6 12,394,784; at 80 mels B0 773,852, B2 3,125,668 (84 bins),
@@ -330,10 +345,20 @@ class ReDimNet2(nn.Module):
         return x[..., :keep].unsqueeze(1)
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """(B,T,F) features and (B,) frame counts -> (B,D) embeddings."""
+        """(B,T,F) features and (B,) frame counts -> (B,D) embeddings.
+
+        With ``lengths`` each utterance is cut to a multiple of the time strides' product, as
+        it is alone, and every map a convolution reads is zeroed past its end: in eval mode an
+        utterance padded in a batch embeds as it does alone.
+        """
         x = self._frames(features)
         frames = x.shape[-1]
-        maps = [to_1d(self.stem(x))]  # (B, C*F, T)
+        keep = None
+        if lengths is not None:  # WeSpeaker's cut, per utterance (an utterance alone: _frames)
+            lengths = lengths.to(x.device).clamp(1, features.shape[1])
+            lengths = (lengths // self.time_total).clamp_min(1) * self.time_total
+            keep = time_mask(lengths, frames, x.shape[0], x.device).to(x.dtype)
+        maps = [zero_pad(to_1d(self.stem(zero_pad(x, keep))), keep)]  # (B, C*F, T)
         for stage in self.stages:
             maps.append(stage(maps, lengths))
         x = self.mix(maps)

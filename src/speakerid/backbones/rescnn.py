@@ -2,7 +2,7 @@
 
 from torch import Tensor, nn
 
-from speakerid.backbones.pooling import masked_mean, scaled_lengths, time_mask
+from speakerid.backbones.pooling import masked_mean, time_mask
 
 
 class ClippedReLU(nn.Module):
@@ -28,8 +28,12 @@ class _ResBlock(nn.Module):
         )
         self.out = ClippedReLU()
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out(x + self.body(x))
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """(B,C,T,F) -> (B,C,T,F); ``keep`` (B,1,T,1) zeroes the padded frames the second
+        convolution would read (as its zero padding does for an utterance alone)."""
+        mid = self.body[:3](x)
+        out = self.out(x + self.body[3:](mid if keep is None else mid * keep))
+        return out if keep is None else out * keep
 
 
 class ResCnn(nn.Module):
@@ -72,9 +76,23 @@ class ResCnn(nn.Module):
         self.linear = nn.Linear(c_in * bins, embed_dim)
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
-        x = self.stages(features.unsqueeze(1))  # (B,C,T',F')
+        """(B,T,F) features and (B,) frame counts -> (B,D) embeddings. With ``lengths`` every
+        map a convolution reads is zeroed past each utterance's end at its own frame rate, so
+        in eval mode a padded utterance embeds as it does alone."""
+        x = features.unsqueeze(1)  # (B,1,T,F)
+        keep = None
+        if lengths is not None:
+            x = x * time_mask(lengths, x.shape[2], x.shape[0], x.device)[:, None, :, None]
+        for layer in self.stages:
+            if isinstance(layer, nn.Conv2d) and lengths is not None:  # 5x5, stride 2, pad 2
+                lengths = (lengths.to(x.device).clamp(1, x.shape[2]) - 1) // 2 + 1
+                keep = time_mask(lengths, (x.shape[2] - 1) // 2 + 1, x.shape[0], x.device)
+                keep = keep[:, None, :, None].to(x.dtype)
+            x = layer(x, keep) if isinstance(layer, _ResBlock) else layer(x)
+            if isinstance(layer, ClippedReLU) and keep is not None:
+                x = x * keep
         b, c, t, f = x.shape
         x = x.permute(0, 1, 3, 2).reshape(b, c * f, t)  # (B, C*F', T')
-        mask = time_mask(scaled_lengths(lengths, features.shape[1], t), t, b, x.device)
+        mask = time_mask(lengths, t, b, x.device)
         out = self.linear(masked_mean(x, mask))
         return nn.functional.normalize(out, dim=-1) if self.normalize else out

@@ -4,7 +4,24 @@ ResNets (34 to 293) with statistics pooling."""
 import torch
 from torch import Tensor, nn
 
-from speakerid.backbones.pooling import masked_stats, masked_tstp, scaled_lengths, time_mask
+from speakerid.backbones.pooling import masked_stats, masked_tstp, time_mask
+
+# (keep_in, keep_out): (B,1,1,T) 0/1 masks of a block's input and output frames, or None
+Keep = tuple[Tensor, Tensor] | None
+
+
+def _keep(lengths: Tensor | None, x: Tensor, frames: int | None = None) -> Tensor | None:
+    """(B,1,1,T) 0/1 mask of real frames for (B,C,F,T) maps of ``frames`` frames, or None."""
+    if lengths is None:
+        return None
+    frames = x.shape[-1] if frames is None else frames
+    return time_mask(lengths, frames, x.shape[0], x.device)[:, None, None, :].to(x.dtype)
+
+
+def _zero_pad(x: Tensor, keep: Tensor | None) -> Tensor:
+    """Zero the padded frames, so the next 3x3 convolution reads zeros past an utterance's end,
+    as its own zero padding gives it when the utterance is alone."""
+    return x if keep is None else x * keep
 
 
 def _shortcut(c_in: int, c_out: int, stride: int | tuple[int, int]) -> nn.Sequential:
@@ -27,9 +44,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut = _shortcut(c_in, c_out, stride)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+    def forward(self, x: Tensor, keep: Keep = None) -> Tensor:
+        keep_out = None if keep is None else keep[1]
+        out = _zero_pad(torch.relu(self.bn1(self.conv1(x))), keep_out)
+        return _zero_pad(torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x)), keep_out)
 
 
 class Bottleneck(nn.Module):
@@ -48,10 +66,11 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(4 * width)
         self.shortcut = _shortcut(c_in, 4 * width, stride)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = torch.relu(self.bn2(self.conv2(out)))
-        return torch.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+    def forward(self, x: Tensor, keep: Keep = None) -> Tensor:
+        keep_in, keep_out = (None, None) if keep is None else keep
+        out = _zero_pad(torch.relu(self.bn1(self.conv1(x))), keep_in)
+        out = torch.relu(self.bn2(self.conv2(out)))  # 1x1 next: no need to zero
+        return _zero_pad(torch.relu(self.bn3(self.conv3(out)) + self.shortcut(x)), keep_out)
 
 
 def _layers(
@@ -140,8 +159,9 @@ class ResNet34(nn.Module):
     With ``unbiased_std`` (the YAMLs) this computes what WeSpeaker's code does (parity-tested
     against it, tests/integration/test_parity_wespeaker.py): the same layers in the same order,
     TSTP's mean and sqrt(unbiased variance + 1e-7). Pooling is over real frames only (WeSpeaker
-    pools over every frame): padded frames never enter the statistics, though the convolutions
-    near an utterance's end read them, and batch norm in training counts them. Parameters at
+    pools over every frame) and every map a convolution reads is zeroed past an utterance's end
+    (WeSpeaker's is not), so in eval mode a padded utterance embeds as it does alone; batch norm
+    in training counts padded frames. Parameters at
     80 mels and 256-d, measured (same as WeSpeaker's): ResNet34 6,634,336; ResNet50
     11,131,360; ResNet101 15,892,448; ResNet152 19,814,880; ResNet221 23,792,224; ResNet293
     28,626,016.
@@ -197,10 +217,27 @@ class ResNet34(nn.Module):
             )
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """(B,T,F) features and (B,) frame counts -> (B,D) embeddings."""
-        x = self.layers(self.stem(features.transpose(1, 2).unsqueeze(1)))  # (B,C,F/8,T/8)
+        """(B,T,F) features and (B,) frame counts -> (B,D) embeddings.
+
+        With ``lengths``, every activation a 3x3 convolution reads is zeroed past each
+        utterance's end (at that stage's frame rate), so in eval mode an utterance padded in a
+        batch embeds as it does alone (tests/integration/test_batch_invariance.py).
+        """
+        x = features.transpose(1, 2).unsqueeze(1)  # (B,1,F,T)
+        keep = _keep(lengths, x)
+        x = _zero_pad(self.stem(_zero_pad(x, keep)), keep)
+        for stage in self.layers:
+            for block in stage:
+                conv = block.conv1 if isinstance(block, BasicBlock) else block.conv2
+                stride = conv.stride[-1]
+                if lengths is not None:  # a pad-1 3x3 conv's frames
+                    lengths = (lengths.to(x.device).clamp(1, x.shape[-1]) - 1) // stride + 1
+                frames_out = (x.shape[-1] - 1) // stride + 1
+                keep_out = _keep(lengths, x, frames_out)
+                x = block(x, None if keep is None or keep_out is None else (keep, keep_out))
+                keep = keep_out
         b, c, f, t = x.shape
         x = x.reshape(b, c * f, t)  # channel-major, frequency-minor, as WeSpeaker flattens
-        mask = time_mask(scaled_lengths(lengths, features.shape[1], t), t, b, x.device)
+        mask = time_mask(lengths, t, b, x.device)
         stats = masked_tstp(x, mask) if self.unbiased_std else masked_stats(x, mask)
         return self.embedding2(self.embedding(stats))

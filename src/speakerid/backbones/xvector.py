@@ -3,6 +3,8 @@
 from speechbrain.lobes.models.Xvector import Xvector as _Xvector
 from torch import Tensor, nn
 
+from speakerid.backbones.reflect_padding import ReflectAtEnds
+
 
 class XVector(nn.Module):
     """Five TDNN layers (512, 512, 512, 512, 1500; contexts 5, 3, 3, 1, 1; dilations 1, 2, 3,
@@ -33,7 +35,9 @@ class XVector(nn.Module):
             tdnn_dilations=[1, 2, 3, 1, 1],
             lin_neurons=embed_dim,
         )
+        self._reflect = ReflectAtEnds(self.model)
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
         relative = None if lengths is None else lengths.float() / features.shape[1]
-        return self.model(features, relative).squeeze(1)
+        with self._reflect.frames(lengths):  # each utterance padded from its own end
+            return self.model(features, relative).squeeze(1)

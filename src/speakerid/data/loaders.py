@@ -24,7 +24,7 @@ class EvalSettings:
     """How validation and test utterances are embedded (``data.eval``).
 
     Args:
-        batch_size: utterances per batch (1: no padding, exact whole-utterance embeddings).
+        batch_size: utterances per batch (1: no padding; more embed alike: backbones mask it).
         max_seconds: cap on an utterance's length (None: whole utterances).
         crops: embed each utterance as the mean of this many evenly spaced crops of
             ``crop_seconds`` (0: whole utterances, one embedding each).
