@@ -140,13 +140,14 @@ def embed_corpus(
 
 def _open_corpus(data_cfg: DictConfig, num_workers: int, source: str) -> tuple[object, dict]:
     """The set-up data module of the corpus to embed, and the store's metadata."""
-    datamodule = instantiate(data_cfg, num_workers=num_workers)
+    unsplit = {"num_workers": num_workers, "val_speakers": 0, "test_speakers": 0}  # all embedded
+    datamodule = instantiate(data_cfg, **unsplit)
     datamodule.prepare_data()
     listed = datamodule.test_trials_name
     if listed and not datamodule.corpus.trial_path(listed).is_file():
         # every utterance is embedded: a trial list is only recorded (speakerid-enhance's default)
         log.info("%s: no trial list, none recorded", datamodule.corpus.trial_path(listed))
-        datamodule = instantiate(data_cfg, num_workers=num_workers, test_trials=None)
+        datamodule = instantiate(data_cfg, **unsplit, test_trials=None)
     datamodule.setup("test")
     test_trials = datamodule.test_trials_name
     return datamodule, {

@@ -53,8 +53,10 @@ def evaluate(cfg: DictConfig) -> dict:
             "crop_seconds": cfg.crop_seconds,
         },
     }
-    if cfg.trials:
-        overrides["test_trials"] = cfg.trials
+    if cfg.trials:  # the list's speakers are the test: no generated test list
+        overrides.update(test_trials=cfg.trials, test_speakers=0)
+        if cfg.get("data") is not None:  # a corpus not trained on: no validation split either
+            overrides["val_speakers"] = 0  # (its other speakers are the cohort)
     if data_cfg.sample_rate != run_cfg.data.sample_rate:
         raise ConfigError(
             f"data.sample_rate={data_cfg.sample_rate}, but the model was trained at "

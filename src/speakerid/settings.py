@@ -5,14 +5,14 @@ keeps a negative learning rate; both would fail minutes later, deep in Lightning
 the corpus was built. :func:`check_settings` names the key instead, in one line.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
 
 from speakerid.errors import ConfigError
 
-Rule = tuple[type, Callable[[float], bool] | None, str]
+Rule = tuple[type | tuple[type, ...], Callable[[float], bool] | None, str]
 
 
 def _integer(low: int, what: str) -> Rule:
@@ -34,9 +34,13 @@ TRAIN: Mapping[str, Rule] = {
     "data.num_speakers": _integer(2, "at least 2 training classes (null: counted)"),
     "data.crop_seconds": _positive("a number of seconds > 0"),
     "data.val_speakers": (
-        Real,
-        lambda v: 0 < v < 1 or v >= 2,
-        "a count >= 2, or a fraction below 1",
+        (Real, Sequence),
+        lambda v: (
+            not isinstance(v, str) and len(v) >= 2
+            if isinstance(v, Sequence)
+            else 0 < v < 1 or v >= 2
+        ),
+        "a count >= 2, a fraction below 1, or a list of 2 or more speakers",
     ),
     "optimizer.lr": _positive("a learning rate > 0"),
     "optimizer.weight_decay": (Real, lambda v: v >= 0, "a number >= 0"),

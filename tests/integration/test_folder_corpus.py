@@ -75,14 +75,14 @@ def test_embed_reads_a_folder_without_a_trial_list(linked: Path, tmp_path: Path)
 
     from speakerid.embed import _open_corpus
 
-    cfg = compose_config(
-        "embed", ["data=folder", f"data.corpus.root={linked}", f"paths.data_dir={tmp_path}"]
-    )
-    assert not (linked / cfg.data.test_trials).exists()
+    folder = ["data=folder", f"data.corpus.root={linked}", f"paths.data_dir={tmp_path}"]
+    cfg = compose_config("embed", folder)  # two speakers: too few to split, none needed
     datamodule, meta = _open_corpus(cfg.data, 0, "model")
     assert len(datamodule.manifest) == 5 and meta["trials"] is None
+    listed = compose_config("embed", [*folder, "data.test_trials=trials.txt"])
+    assert _open_corpus(listed.data, 0, "model")[1]["trials"] is None  # named, not there
     (linked / "trials.txt").write_text("0 alice/1 bob/s1/1\n1 alice/1 alice/2\n")  # recorded
-    assert _open_corpus(cfg.data, 0, "model")[1]["trials"] == str(linked / "trials.txt")
+    assert _open_corpus(listed.data, 0, "model")[1]["trials"] == str(linked / "trials.txt")
 
 
 def test_identify_takes_one_extension_as_a_string(tmp_path: Path) -> None:

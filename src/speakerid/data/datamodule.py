@@ -55,11 +55,12 @@ class SpeakerDataModule(L.LightningDataModule):
         sample_rate: rate of every file.
         crop_seconds: training crop length.
         batch_size, num_workers, pin_memory: training loader.
-        val_speakers: held out from training for validation EER (a count, or a fraction < 1).
+        val_speakers: held out from training for validation EER (a count, a fraction < 1, or
+            a list of speaker names).
         val_trials_per_utterance: target (and non-target) partners per generated-trial utterance.
         test_trials: trial list file name in the corpus root, or None.
         test_speakers: with ``test_trials=None``: held out for a generated test trial list (a
-            count or a fraction < 1); 0: no test set.
+            count, a fraction < 1, or a list of speaker names); 0: no test set.
         eval: how validation/test utterances are embedded (:class:`EvalSettings`).
         shards: training from shards instead of files (:class:`ShardSettings`).
         seed: seeds the splits and generated trials.
@@ -87,10 +88,10 @@ class SpeakerDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 2,
         pin_memory: bool = False,
-        val_speakers: float = 16,
+        val_speakers: float | Sequence[str] = 16,
         val_trials_per_utterance: int = 4,
         test_trials: str | None = "veri_test2.txt",
-        test_speakers: float = 0,
+        test_speakers: float | Sequence[str] = 0,
         eval: Mapping | EvalSettings | None = None,
         shards: Mapping | ShardSettings | None = None,
         seed: int = 0,
@@ -226,7 +227,11 @@ class SpeakerDataModule(L.LightningDataModule):
         dev = [s for s in self.manifest.speakers if s not in held_out]
         if self.test_speakers:
             if self.test_trials_name:
-                raise ConfigError("set data.test_trials=null to use data.test_speakers")
+                raise ConfigError(
+                    f"data.test_trials={self.test_trials_name} and data.test_speakers="
+                    f"{self.test_speakers} both choose the test speakers: set "
+                    "data.test_speakers=0 (the list's) or data.test_trials=null (held out)"
+                )
             dev, test = split_off(dev, self.test_speakers, self.seed + 1, "test", where)
             self.test_trials = self._generated("test", test)
         plain = not (self.max_speakers or self.speed_classes)  # classes = the training speakers
@@ -240,6 +245,11 @@ class SpeakerDataModule(L.LightningDataModule):
         return val
 
     def _generated(self, name: str, speakers: set[str]) -> TrialSet:
+        if len(speakers) < 2:  # a fraction of a small corpus can round to one speaker
+            raise ConfigError(
+                f"data.{name}_speakers={getattr(self, f'{name}_speakers')} holds out "
+                f"{len(speakers)} speaker of {self.manifest.root}: trials need 2 or more"
+            )
         rows = [u for u in self.manifest if u.speaker in speakers]
         return generated_trials(name, rows, self.val_trials_per_utterance, self.seed)
 

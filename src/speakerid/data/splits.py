@@ -14,9 +14,22 @@ METADATA_LABELS = ("gender", "language", "age", "accent")
 
 
 def split_off(
-    speakers: list[str], count: float, seed: int, what: str, where
+    speakers: list[str], count: float | Sequence[str], seed: int, what: str, where
 ) -> tuple[list[str], set[str]]:
-    """(the rest in order, a seeded set of ``count`` speakers — or that fraction when < 1)."""
+    """(the rest in order, the held-out set): ``count`` speakers drawn with ``seed`` (that
+    fraction when below 1), or the speakers a list names.
+
+    Raises:
+        ConfigError: the count leaves no speaker on either side, or the list names a speaker
+            that is not among ``speakers``.
+    """
+    if len(speakers) < 2:
+        raise ConfigError(
+            f"{where} has {len(speakers)} speaker(s) left to split for data.{what}_speakers: "
+            "training needs 2 or more speakers in each of training, validation and test"
+        )
+    if isinstance(count, Sequence) and not isinstance(count, str):
+        return _named(speakers, [str(s) for s in count], what, where)
     number = round(count * len(speakers)) if 0 < count < 1 else int(count)
     if not 0 < number < len(speakers):
         raise ConfigError(
@@ -27,11 +40,28 @@ def split_off(
     return [s for s in speakers if s not in chosen], chosen
 
 
+def _named(speakers: list[str], named: list[str], what: str, where) -> tuple[list[str], set[str]]:
+    """``split_off`` by a list of speaker names."""
+    unknown = sorted(set(named) - set(speakers))
+    if unknown:
+        raise ConfigError(
+            f"data.{what}_speakers: {', '.join(unknown[:3])} not among the {len(speakers)} "
+            f"speakers of {where} left to split (a speaker folder's name, each once)"
+        )
+    chosen = set(named)
+    if not chosen or len(chosen) >= len(speakers):
+        raise ConfigError(
+            f"data.{what}_speakers names {len(chosen)} of the {len(speakers)} speakers of "
+            f"{where} left to split: at least one must stay on each side"
+        )
+    return [s for s in speakers if s not in chosen], chosen
+
+
 def split_speakers(
-    dev: list[str], val_speakers: float, num_speakers: int | None, seed: int, where
+    dev: list[str], val_speakers: float | Sequence[str], num_speakers: int | None, seed: int, where
 ) -> tuple[list[str], set[str]]:
     """Training speakers (in ``dev`` order) and a seeded set of ``val_speakers`` validation ones
-    (a count, or a fraction of ``dev`` when below 1).
+    (a count, a fraction of ``dev`` when below 1, or a list of names).
 
     Raises:
         ConfigError: ``val_speakers`` does not fit, or the training speakers are not
