@@ -101,3 +101,13 @@ def tiny_train_config(data_dir: Path, output_dir: Path, *extra: str) -> DictConf
 @pytest.fixture
 def tiny_train_cfg(tiny_data_dir: Path, tmp_path: Path) -> DictConfig:
     return tiny_train_config(tiny_data_dir, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained for 2 epochs (with its stored thresholds), once per session."""
+    from speakerid.train import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    train(tiny_train_config(tiny_data_dir, out, "trainer.max_epochs=2"))
+    return out / "checkpoints" / "last.ckpt"

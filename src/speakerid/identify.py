@@ -1,12 +1,13 @@
-"""``speakerid-identify ckpt_path=... enrol_dir=DIR FILE_OR_DIR...``: who is speaking?
+"""``speakerid-identify ckpt_path=... enrol_dir=DIR|store=DIR FILE_OR_DIR...``: who is speaking?
 
 Each sub-folder of ``enrol_dir`` enrols one speaker (its name) with the mean of its files'
-embeddings; every given file (or audio file inside a given folder) is labelled with the nearest
-speaker, or ``unknown`` when the best cosine score is not above the threshold. A file without
-speech (the speech gate) is labelled ``no speech`` on its row, with the reason, and the others are
-identified all the same; only when no file holds speech is the run an error. ``output=`` also
-writes the rows as TSV (or JSON for ``*.json``), quoted by the csv module: a file name with a tab
-or a newline stays one field of one row.
+embeddings (or ``store=`` names a voiceprint store of ``speakerid-enroll``, whose model is used:
+:mod:`speakerid.voiceprints`); every given file (or audio file inside a given folder) is
+labelled with the nearest speaker, or ``unknown`` when the best cosine score is not above the
+threshold. A file without speech (the speech gate) is labelled ``no speech`` on its row, with the
+reason, and the others are identified all the same; only when no file holds speech is the run an
+error. ``output=`` also writes the rows as TSV (or JSON for ``*.json``), quoted by the csv module:
+a file name with a tab or a newline stays one field of one row.
 """
 
 import csv
@@ -26,28 +27,30 @@ from torch import Tensor
 from speakerid.api import Model, Speakers, load
 from speakerid.cli import quiet_environment, report_user_errors, tool_config
 from speakerid.data.corpora.folder import extension_list
-from speakerid.data.speech import NoSpeechError, speech_gate
+from speakerid.data.speech import NoSpeechError, SpeechGate, speech_gate
 from speakerid.errors import AudioError, ConfigError
 from speakerid.outputs import refuse_overlap
 from speakerid.utils.io import atomic_open, file_sha256, writable_folder
+from speakerid.voiceprints import RESERVED, VoiceprintStore, weights_sha256
 
 log = logging.getLogger(__name__)
-COLUMNS = ("file", "speaker", "score", "note")
+COLUMNS = ("file", "speaker", "score", "note", "candidates")
 NO_SPEECH = "no speech"
-RESERVED = ("unknown", NO_SPEECH)  # labels of rows no enrolled speaker owns
 
 
 class Row(NamedTuple):
     """One identified file: the speaker, ``unknown`` or ``no speech``; the best score (None
-    without speech); a note (why there is no speech)."""
+    without speech); a note (why there is no speech); the ``top_k`` nearest speakers, as
+    ``name:score`` separated by spaces."""
 
     file: str
     speaker: str
     score: float | None
     note: str = ""
+    candidates: str = ""
 
 
-def _audio_files(folder: Path, extensions: list[str]) -> list[Path]:
+def audio_files(folder: Path, extensions: list[str]) -> list[Path]:
     suffixes = {f".{e.lower().lstrip('.')}" for e in extensions}
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
@@ -59,19 +62,31 @@ def identify(argv: list[str]) -> list[Row]:
     alike = cfg.identical_above
     if isinstance(alike, bool) or not isinstance(alike, (int, float)) or not -1 <= alike <= 1:
         raise ConfigError(f"identical_above={alike!r}: must be a cosine, in [-1, 1]")
+    top_k = cfg.top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k={top_k!r}: a whole number of candidates, 1 or more")
+    if (cfg.enrol_dir is None) == (cfg.store is None):
+        raise ConfigError("give exactly one of enrol_dir=DIR (folders of files) or store=DIR")
+    if cfg.store is None and cfg.ckpt_path is None:
+        raise ConfigError("missing required setting(s): ckpt_path=...")
     extensions = list(extension_list(cfg.extensions))  # extensions=wav: one ending, not w, a, v
-    enrolment = _enrolment(Path(cfg.enrol_dir), extensions)
-    files = _probes(targets, extensions)
-    inputs = [*files, *(f for fs in enrolment.values() for f in fs), Path(cfg.ckpt_path)]
-    output = _output(cfg.output, inputs)
-    model = load(cfg.ckpt_path, cfg.threshold, gate, cfg.max_seconds)
+    enrolment = {} if cfg.enrol_dir is None else enrolment_folders(Path(cfg.enrol_dir), extensions)
+    files = probe_files(targets, extensions)
+    enrolled = [f for fs in enrolment.values() for f in fs]
+    model_inputs = [Path(cfg.store)] if cfg.store else [Path(cfg.ckpt_path)]
+    output = _output(cfg.output, [*files, *enrolled, *model_inputs])
+    if cfg.store is not None:
+        model, speakers = open_store(cfg.store, cfg.ckpt_path, cfg.threshold, gate, cfg.max_seconds)
+    else:
+        model = load(cfg.ckpt_path, cfg.threshold, gate, cfg.max_seconds)
     if cfg.threshold is not None:
         model.threshold  # noqa: B018 (a missing stored threshold is refused before any work)
-    embed = functools.partial(_embed_one, model)  # one file at a time: memory bounded
-    speakers = _speaker_models(enrolment, embed)
+    embed = functools.partial(embed_one, model)  # one file at a time: memory bounded
+    if enrolment:
+        speakers = _speaker_models(enrolment, embed)
     _warn_alike(speakers.models, speakers.names, alike)
-    _warn_enrolled_probes(files, [f for fs in enrolment.values() for f in fs])
-    rows = _label(files, speakers, embed, model)
+    _warn_enrolledprobe_files(files, enrolled)
+    rows = _label(files, speakers, embed, model, top_k)
     silent = [row for row in rows if row.speaker == NO_SPEECH]
     if len(silent) == len(rows):
         examples = "; ".join(f"{row.file}: {row.note}" for row in silent[:3])
@@ -82,7 +97,26 @@ def identify(argv: list[str]) -> list[Row]:
     return rows
 
 
-def _enrolment(enrol_dir: Path, extensions: list[str]) -> dict[str, list[Path]]:
+def open_store(
+    store: str,
+    ckpt_path: str | None,
+    threshold: str | float | None = "stored",
+    gate: SpeechGate | None = None,
+    max_seconds: float | None = None,
+) -> tuple[Model, Speakers]:
+    """A voiceprint store's model (the one it was made with; ``ckpt_path``: a copy of it
+    elsewhere, refused unless its weights are the store's) and its speakers."""
+    voiceprints = VoiceprintStore(store)
+    prints = voiceprints.read()
+    if not prints.names:
+        raise ConfigError(f"store={store}: no speakers enrolled (all were removed)")
+    path = ckpt_path if ckpt_path is not None else prints.meta["model"]
+    model = load(path, threshold, gate, max_seconds)
+    voiceprints.check_model(prints, weights_sha256(model.checkpoint["state_dict"]), str(path))
+    return model, Speakers(list(prints.names), prints.models())
+
+
+def enrolment_folders(enrol_dir: Path, extensions: list[str]) -> dict[str, list[Path]]:
     """Speaker name -> its enrolment files, one speaker per sub-folder of ``enrol_dir``."""
     if not enrol_dir.is_dir():
         raise ConfigError(f"{enrol_dir}: enrolment folder not found")
@@ -93,7 +127,7 @@ def _enrolment(enrol_dir: Path, extensions: list[str]) -> dict[str, list[Path]]:
                 f"{folder}: a speaker cannot be called {folder.name!r}, the label of files "
                 "no enrolled speaker matches: rename the folder"
             )
-        files = _audio_files(folder, extensions)
+        files = audio_files(folder, extensions)
         if not files:
             raise ConfigError(f"{folder}: no audio files ({', '.join(extensions)}) to enrol")
         enrolment[folder.name] = files
@@ -102,12 +136,12 @@ def _enrolment(enrol_dir: Path, extensions: list[str]) -> dict[str, list[Path]]:
     return enrolment
 
 
-def _probes(targets: list[str], extensions: list[str]) -> list[Path]:
+def probe_files(targets: list[str], extensions: list[str]) -> list[Path]:
     """The files to identify: those named, and the audio files inside the folders named."""
     files: list[Path] = []
     for target in map(Path, targets):
         if target.is_dir():
-            files += _audio_files(target, extensions)
+            files += audio_files(target, extensions)
         elif target.is_file():
             files.append(target)
         else:
@@ -152,30 +186,34 @@ def _earlier_result(path: Path) -> bool:
 Embed = Callable[[Path], Tensor]  # a file -> its (1,D) embedding
 
 
-def _embed_one(model: Model, file: Path) -> Tensor:
+def embed_one(model: Model, file: Path) -> Tensor:
     return model.embed([file])
 
 
 def _speaker_models(enrolment: dict[str, list[Path]], embed: Embed) -> Speakers:
-    """The speaker models from the enrolment files with speech; a file without speech is left
+    """The speaker models from the enrolment files with speech."""
+    return Model.speakers(
+        {name: speaker_embeddings(name, files, embed) for name, files in enrolment.items()}
+    )
+
+
+def speaker_embeddings(name: str, files: list[Path], embed: Embed) -> Tensor:
+    """(N,D) embeddings of a speaker's enrolment files with speech; a file without speech is left
     out with a warning, a speaker left with none is refused."""
-    embeddings = {}
-    for name, files in enrolment.items():
-        kept, refused = [], []
-        for file in files:
-            try:
-                kept.append(embed(file)[0])
-            except NoSpeechError as err:
-                refused.append(f"{file.name}: {err.reason()}")
-        if not kept:
-            raise AudioError(
-                f"speaker {name!r}: none of its {len(files)} enrolment files holds speech "
-                f"({'; '.join(refused[:3])})"
-            )
-        if refused:
-            log.warning("speaker %r enrolled without %s", name, "; ".join(refused))
-        embeddings[name] = torch.stack(kept)
-    return Model.speakers(embeddings)
+    kept, refused = [], []
+    for file in files:
+        try:
+            kept.append(embed(file)[0])
+        except NoSpeechError as err:
+            refused.append(f"{file.name}: {err.reason()}")
+    if not kept:
+        raise AudioError(
+            f"speaker {name!r}: none of its {len(files)} enrolment files holds speech "
+            f"({'; '.join(refused[:3])})"
+        )
+    if refused:
+        log.warning("speaker %r enrolled without %s", name, "; ".join(refused))
+    return torch.stack(kept)
 
 
 def _warn_alike(models: Tensor, names: list[str], above: float) -> None:
@@ -195,7 +233,7 @@ def _warn_alike(models: Tensor, names: list[str], above: float) -> None:
         )
 
 
-def _warn_enrolled_probes(files: list[Path], enrolled: list[Path]) -> None:
+def _warn_enrolledprobe_files(files: list[Path], enrolled: list[Path]) -> None:
     """Warn about files to identify that are enrolment files (the same path, or the same bytes):
     their scores are an utterance against itself, not evidence."""
     paths = {p.resolve(): p for p in enrolled}
@@ -218,9 +256,11 @@ def _warn_enrolled_probes(files: list[Path], enrolled: list[Path]) -> None:
         )
 
 
-def _label(files: list[Path], speakers: Speakers, embed: Embed, model: Model) -> list[Row]:
+def _label(
+    files: list[Path], speakers: Speakers, embed: Embed, model: Model, top_k: int = 1
+) -> list[Row]:
     """A row per file: the nearest speaker model (``unknown`` when its score is not above
-    the model's threshold), or ``no speech`` and why."""
+    the model's threshold) and the ``top_k`` nearest with their scores, or ``no speech``."""
     rows = []
     for file in files:  # one at a time: memory bounded whatever the number of files
         try:
@@ -229,7 +269,12 @@ def _label(files: list[Path], speakers: Speakers, embed: Embed, model: Model) ->
             rows.append(Row(str(file), NO_SPEECH, None, err.reason()))
             continue
         (match,) = model.match(embedding, speakers)
-        rows.append(Row(str(file), match.speaker, match.score))
+        top = (embedding[0].float() @ speakers.models.T).topk(min(top_k, len(speakers.names)))
+        candidates = " ".join(
+            f"{speakers.names[i]}:{s:.4f}"
+            for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        )
+        rows.append(Row(str(file), match.speaker, match.score, "", candidates))
     return rows
 
 
@@ -244,7 +289,13 @@ def _write(output: Path, rows: list[Row]) -> None:
         writer = csv.writer(out, delimiter="\t", lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows(
-            (row.file, row.speaker, "" if row.score is None else f"{row.score:.6f}", row.note)
+            (
+                row.file,
+                row.speaker,
+                "" if row.score is None else f"{row.score:.6f}",
+                row.note,
+                row.candidates,
+            )
             for row in rows
         )
 
@@ -263,7 +314,7 @@ def main() -> None:
         table.add_column(column, justify="right" if column == "score" else "left")
     for row in rows:
         score = "" if row.score is None else f"{row.score:.4f}"
-        table.add_row(_shown(row.file), row.speaker, score, row.note)
+        table.add_row(_shown(row.file), row.speaker, score, row.note, row.candidates)
     Console().print(table)
     silent = sum(row.speaker == NO_SPEECH for row in rows)
     if silent:

@@ -22,13 +22,14 @@ def _choices(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["train", "eval", "prepare", "embed", "enhance", "verify", "identify"]
+    "name", ["train", "eval", "prepare", "embed", "enhance", "verify", "identify", "enroll"]
 )
 def test_entry_configs_compose(name: str) -> None:
     overrides = {
         "eval": ["ckpt_path=x.ckpt"],
         "enhance": ["data.store=x"],
         "verify": ["ckpt_path=x.ckpt"],
+        "enroll": ["store=x"],
     }.get(name, [])
     if name == "identify":
         overrides = ["ckpt_path=x.ckpt", "enrol_dir=x"]

@@ -284,7 +284,7 @@ def test_identify(trained: tuple[Path, dict], tiny_corpus, tmp_path: Path) -> No
     # one file per speaker: each enrolment file is its own speaker model, score 1
     assert [row.speaker for row in results] == speakers
     assert all(row.score == pytest.approx(1.0, abs=1e-5) for row in results)
-    assert out.read_text().splitlines()[0] == "file\tspeaker\tscore\tnote"
+    assert out.read_text().splitlines()[0] == "file\tspeaker\tscore\tnote\tcandidates"
     stranger = next(u for u in manifest if u.speaker == manifest.speakers[3])
     rejected = identify(  # an unenrolled voice, and a threshold no other voice reaches
         [

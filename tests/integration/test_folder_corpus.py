@@ -86,11 +86,11 @@ def test_embed_reads_a_folder_without_a_trial_list(linked: Path, tmp_path: Path)
 
 
 def test_identify_takes_one_extension_as_a_string(tmp_path: Path) -> None:
-    from speakerid.identify import _audio_files
+    from speakerid.identify import audio_files
 
     _wav(tmp_path / "a.wav")
     _wav(tmp_path / "b.flac")
     from speakerid.cli import tool_config
 
     cfg, _ = tool_config("identify", ["extensions=wav", "ckpt_path=x", "enrol_dir=y"])
-    assert _audio_files(tmp_path, list(extension_list(cfg.extensions))) == [tmp_path / "a.wav"]
+    assert audio_files(tmp_path, list(extension_list(cfg.extensions))) == [tmp_path / "a.wav"]
