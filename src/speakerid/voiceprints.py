@@ -97,7 +97,9 @@ class VoiceprintStore:
                 means, counts = data["means"].astype(np.float64), data["counts"].astype(np.int64)
                 meta = json.loads(str(data["meta"]))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-            raise ConfigError(f"{self.file}: damaged voiceprint store ({err})") from None
+            # numpy reads a file that is no .npz archive as a pickle, and refuses it
+            reason = "not an .npz archive" if "pickle" in str(err) else str(err)[:200]
+            raise ConfigError(f"{self.file}: damaged voiceprint store ({reason})") from None
         if (
             not isinstance(meta, dict)
             or meta.get("format") != FORMAT
