@@ -22,7 +22,8 @@ def _choices(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["train", "eval", "prepare", "embed", "enhance", "verify", "identify", "enroll"]
+    "name",
+    ["train", "eval", "prepare", "embed", "enhance", "verify", "identify", "enroll", "search"],
 )
 def test_entry_configs_compose(name: str) -> None:
     overrides = {
@@ -30,6 +31,7 @@ def test_entry_configs_compose(name: str) -> None:
         "enhance": ["data.store=x"],
         "verify": ["ckpt_path=x.ckpt"],
         "enroll": ["store=x"],
+        "search": ["store=x"],
     }.get(name, [])
     if name == "identify":
         overrides = ["ckpt_path=x.ckpt", "enrol_dir=x"]
