@@ -11,10 +11,12 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Subset
 
 from speakerid.analysis.logging import log_report
 from speakerid.analysis.report import EvalSet, build_eval_set
@@ -23,6 +25,7 @@ from speakerid.analysis.thresholds import check_operating_point, stored_points, 
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.contracts import Classifier
 from speakerid.data.corpora import FolderCorpus
+from speakerid.data.datasets import CropDataset, collate
 from speakerid.data.loaders import eval_loader
 from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.errors import ConfigError
@@ -73,7 +76,8 @@ def evaluate(cfg: DictConfig) -> dict:
     evalset = build_eval_set(datamodule, cfg.evaluation.cohort_per_speaker, cfg.seed, cohort)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     tally = speech_tally(cfg.get("speech_gate"), datamodule.sample_rate, cfg.crops)
-    table = _embed(system, evalset, datamodule, cfg, loggers, tally)
+    cohort_crop = _cohort_crop_seconds(cfg.evaluation.get("cohort_crop"), run_cfg)
+    table = _embed(system, evalset, datamodule, cfg, loggers, tally, cohort_crop)
     no_speech = (
         0 if tally is None else tally.warn(log, [u.utt_id for u in evalset.trials.utterances])
     )
@@ -186,6 +190,17 @@ class _SpeechCheck(L.Callback):
         self.tally.add(batch.wav, batch.lengths, batch.index)
 
 
+def _cohort_crop_seconds(choice: str | None, run_cfg: DictConfig) -> float | None:
+    """``evaluation.cohort_crop``: None (the cohort embedded as the trials are), or ``train``:
+    one random crop per cohort utterance of the run's training length (``data.crop_seconds``),
+    as WeSpeaker's ``extract_vox.sh`` embeds its training set (batches of 16: crops)."""
+    if choice is None:
+        return None
+    if choice != "train":
+        raise ConfigError(f"evaluation.cohort_crop: null or train, got {choice!r}")
+    return float(run_cfg.data.crop_seconds)
+
+
 def _embed(
     system,
     evalset: EvalSet,
@@ -193,9 +208,11 @@ def _embed(
     cfg: DictConfig,
     loggers: list,
     tally: SpeechTally | None = None,
+    cohort_crop: float | None = None,
 ) -> torch.Tensor:
     """(U,D) embeddings of the evaluation's utterances, through ``trainer.predict`` (each batch
-    checked for speech by ``tally``, if given)."""
+    checked for speech by ``tally``, if given); with ``cohort_crop`` (seconds) the cohort's
+    rows hold one seeded random crop of that length each instead."""
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,
@@ -211,13 +228,40 @@ def _embed(
         datamodule.sample_rate,
         cfg.num_workers,
     )
+    crops = max(datamodule.eval.crops, 1)
+    if cohort_crop is not None:  # the cohort's rows are embedded from crops below
+        cohort = set(evalset.cohort_rows.tolist())
+        kept = [i for i in range(len(loader.dataset)) if i // crops not in cohort]
+        loader = DataLoader(
+            Subset(loader.dataset, kept), batch_size=loader.batch_size, collate_fn=collate
+        )
     batches = trainer.predict(system, dataloaders=loader)
-    return embedding_table(
+    table = embedding_table(
         torch.cat([e for e, _ in batches]),
         torch.cat([r for _, r in batches]),
         len(evalset.trials.utterances),
-        max(datamodule.eval.crops, 1),
+        crops,
     )
+    if cohort_crop is not None and len(evalset.cohort_rows):
+        loader = _cohort_crops(evalset, datamodule, cohort_crop, cfg.seed)
+        batches = trainer.predict(system, dataloaders=loader)
+        table[torch.cat([r for _, r in batches])] = torch.cat([e for e, _ in batches])
+    return table
+
+
+def _cohort_crops(evalset: EvalSet, datamodule, seconds: float, seed: int) -> DataLoader:
+    """The cohort's utterances as one random crop of ``seconds`` each (seeded per row; a shorter
+    file repeated to fill it), 16 a batch, each batch item carrying its table row."""
+    rows = evalset.trials.utterances
+    dataset = CropDataset(
+        [datamodule.manifest.audio_path(u) for u in rows],
+        [u.num_samples for u in rows],
+        np.full(len(rows), -1),
+        int(seconds * datamodule.sample_rate),
+        datamodule.sample_rate,
+    )
+    items = [(r, seed + r) for r in evalset.cohort_rows.tolist()]
+    return DataLoader(dataset, batch_size=16, sampler=items, collate_fn=collate)
 
 
 def _headline(verification: dict, primary: str) -> dict:
@@ -284,6 +328,10 @@ def summary(report: dict) -> dict:
         for name, figures in report["verification"].items():
             if name != report["scoring"]:
                 rows[f"{name} eer"] = figures["eer"]
+    for name in ("mean_subtraction", "as_norm", "qmf"):
+        figures = report.get("wespeaker", {}).get(name, {})
+        if "eer" in figures:
+            rows[f"wespeaker {name} eer"] = figures["eer"]
     if "top1" in report.get("identification", {}):
         ident = report["identification"]
         rows.update({f"identification {k}": ident[k] for k in ("top1", "top5") if k in ident})

@@ -56,10 +56,11 @@ class EvalSet:
 
 
 def build_eval_set(
-    datamodule, cohort_per_speaker: int, seed: int = 0, cohort_source: list | None = None
+    datamodule, cohort_per_speaker: int | None, seed: int = 0, cohort_source: list | None = None
 ) -> EvalSet:
     """Gather the utterances of an evaluation from a set-up :class:`SpeakerDataModule`; the
-    cohort is drawn from ``cohort_source`` rows when given, else from the training rows."""
+    cohort is ``cohort_per_speaker`` utterances of each speaker (None: all of them) of
+    ``cohort_source`` rows when given, else of the training rows."""
     trials = datamodule.test_trials
     if trials is None:
         raise ConfigError("evaluation needs a trial list (data.test_trials is null)")
@@ -68,12 +69,13 @@ def build_eval_set(
     analysis = [u for u in datamodule.manifest if u.speaker in label]
     rng = np.random.default_rng(seed)
     cohort = []
-    if cohort_per_speaker > 0:
+    if cohort_per_speaker is None or cohort_per_speaker > 0:
         by_speaker: dict[str, list] = {}
         for u in datamodule.train_rows if cohort_source is None else cohort_source:
             by_speaker.setdefault(u.speaker, []).append(u)
         for rows in by_speaker.values():
-            picked = rng.choice(len(rows), min(cohort_per_speaker, len(rows)), replace=False)
+            count = len(rows) if cohort_per_speaker is None else min(cohort_per_speaker, len(rows))
+            picked = rng.choice(len(rows), count, replace=False)
             cohort += [rows[i] for i in sorted(picked)]
     iden = list(datamodule.iden_test_rows)
     classes = {s: i for i, s in enumerate(datamodule.speakers)}
