@@ -40,7 +40,7 @@ def _reference_qmf(x: np.ndarray, labels: np.ndarray):
             0.5
             * (torch.mean(torch.log1p(torch.exp(-t))) + torch.mean(torch.log1p(torch.exp(n))))
             / np.log(2)
-        )  # noqa: E501
+        )
 
     linear = torch.nn.Linear(x.shape[1], 1).double()
     torch.nn.init.constant_(linear.weight, 1.0 / x.shape[1])
