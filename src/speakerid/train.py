@@ -1,5 +1,6 @@
 """``speakerid-train``: instantiate data, system, trainer from ``conf/train.yaml``; fit; test."""
 
+import copy
 import logging
 import signal
 import sys
@@ -15,7 +16,15 @@ from speakerid.callbacks import AverageLastEpochs, nonfinite_weights
 from speakerid.cli import hydra_entry, print_results, quiet_environment
 from speakerid.data.augment import GENERATED
 from speakerid.errors import ConfigError
-from speakerid.inference import load_checkpoint, save_thresholds
+from speakerid.finetune import (
+    KeepFrozen,
+    finetune_config,
+    freeze,
+    guard,
+    initialize,
+    store_kept_thresholds,
+)
+from speakerid.inference import save_thresholds
 from speakerid.runs import Stopped, make_trainer, resume_checkpoint, run_stage, storage_errors
 from speakerid.settings import check_settings
 from speakerid.utils.io import write_json
@@ -39,12 +48,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # a ShardDataset's length is exact: it sizes every worker's share itself
     warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
     torch.set_flush_denormal(True)  # CPU training can stall on denormal floats otherwise
-    datamodule = instantiate(cfg.data)
-    cfg = with_counted_speakers(cfg, datamodule)
-    system = instantiate(cfg.system)
-    if cfg.get("init_from"):
-        init_backbone(system, cfg.init_from)
+    cfg, datamodule, system = build(cfg)
+    finetuning = bool(cfg.get("finetune"))
+    start = copy.deepcopy(system.state_dict()) if finetuning else None
     trainer, loggers = make_trainer(cfg)
+    if finetuning:
+        trainer.callbacks.append(KeepFrozen(freeze(system.backbone, cfg.finetune.freeze)))
     run_stage(trainer, lambda: trainer.fit(system, datamodule=datamodule, ckpt_path=resume))
     broken = nonfinite_weights(system.state_dict())
     if broken:
@@ -54,16 +63,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
-        ckpt_path = _test_checkpoint(trainer, cfg.test_ckpt)
-        (results,) = run_stage(
-            trainer, lambda: trainer.test(system, datamodule=datamodule, ckpt_path=ckpt_path)
-        )
-        metrics.update(results)
-        log.info("Tested %s", ckpt_path or "the final weights")
-        _store_thresholds(trainer, ckpt_path, results, system.far_target, cfg.data.test_trials)
+        metrics.update(_test(trainer, system, datamodule, cfg, start))
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     close_loggers(loggers)
     return metrics
+
+
+def build(cfg: DictConfig) -> tuple[DictConfig, L.LightningDataModule, L.LightningModule]:
+    """The run's config (``experiment=finetune``: the checkpoint's front end and backbone;
+    ``num_speakers: null``: counted), its data module, and its system started from
+    ``init_from`` (the backbone; the head too with ``init_head=inherit``)."""
+    cfg = finetune_config(cfg)
+    datamodule = instantiate(cfg.data)
+    cfg = with_counted_speakers(cfg, datamodule)
+    system = instantiate(cfg.system)
+    if cfg.get("init_from"):
+        front_end = bool(cfg.get("finetune"))  # the checkpoint's front end: its buffers too
+        initialize(system, cfg.init_from, cfg.get("init_head", "fresh"), front_end)
+    return cfg, datamodule, system
 
 
 def augmentation_sources(node, key: str) -> list[tuple[str, str, object]]:
@@ -135,21 +152,23 @@ def with_counted_speakers(cfg: DictConfig, datamodule) -> DictConfig:
     return OmegaConf.merge(cfg, {"data": {"num_speakers": count}})
 
 
-def init_backbone(system, ckpt_path: str) -> None:
-    """Start from another run's backbone (two-stage training: softmax pre-training, then triplet
-    fine-tuning); the loss head and the optimizer start fresh."""
-    state = load_checkpoint(ckpt_path)["state_dict"]
-    weights = {
-        k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
-    }
-    if not weights:
-        raise ConfigError(f"{ckpt_path}: no backbone weights in this checkpoint")
-    try:
-        system.backbone.load_state_dict(weights)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise ConfigError(f"{ckpt_path}: its backbone does not fit this one ({first})") from None
-    log.info("backbone initialized from %s", ckpt_path)
+def _test(trainer: L.Trainer, system, datamodule, cfg: DictConfig, start: dict | None) -> dict:
+    """Test the ``test_ckpt`` weights and store their thresholds; with ``start`` (the weights
+    fine-tuning started from), test those too and keep the better (:func:`finetune.guard`)."""
+    ckpt_path = _test_checkpoint(trainer, cfg.test_ckpt)
+    (results,) = run_stage(
+        trainer, lambda: trainer.test(system, datamodule=datamodule, ckpt_path=ckpt_path)
+    )
+    log.info("Tested %s", ckpt_path or "the final weights")
+    if start is None:
+        _store_thresholds(trainer, ckpt_path, results, system.far_target, cfg.data.test_trials)
+        return results
+    metrics, kept = run_stage(
+        trainer, lambda: guard(trainer, system, datamodule, start, results, ckpt_path)
+    )
+    if trainer.global_rank == 0:
+        store_kept_thresholds(kept, metrics, system.far_target, cfg.data.test_trials)
+    return metrics
 
 
 def _test_checkpoint(trainer: L.Trainer, choice: str) -> str | None:

@@ -77,7 +77,7 @@ def test_a_target_head_in_the_encoder_is_refused_at_compose_time(
         (
             train.main,
             ["experiment=wespeaker_ecapa512", "trainer=cpu", "data.speed_mode=sometimes"],
-            "error: data.speed_mode: copies or random, got 'sometimes'",
+            "error: data.speed_mode: copies, random or classes, got 'sometimes'",
         ),
         (evaluate.main, ["ckpt_path=x", "batch_size=0"], "error: batch_size=0: expected an"),
         (evaluate.main, ["ckpt_path=x", "crop_seconds=0"], "error: crop_seconds=0: expected a"),

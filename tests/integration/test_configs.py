@@ -16,6 +16,8 @@ from tests.conftest import CONF, TINY_MODEL, compose_config, tiny_overrides
 from speakerid.contracts import NeedsTargets
 from speakerid.losses import MultiTask
 
+TWO_STAGE = ("deep_speaker_triplet", "finetune")  # start from another run: init_from=
+
 
 def _choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
@@ -69,7 +71,7 @@ def test_experiments_compose_with_their_own_values(experiment: str) -> None:
     if experiment.startswith("enhance_"):  # experiments of speakerid-enhance
         cfg = compose_config("enhance", [f"experiment={experiment}", "data.store=x"])
     else:
-        two_stage = experiment == "deep_speaker_triplet" or experiment.endswith("_lm")
+        two_stage = experiment in TWO_STAGE or experiment.endswith("_lm")
         extra = ["init_from=x.ckpt"] if two_stage else []
         cfg = compose_config("train", [f"experiment={experiment}", *extra])
     values, overrides = _own_values(CONF / "experiment" / f"{experiment}.yaml")
@@ -94,7 +96,7 @@ def test_every_training_experiment_takes_a_step(
 ) -> None:
     """Its own front end, backbone (full size), head and sampler, on the tiny corpus."""
     overrides = [f"experiment={experiment}", *tiny_overrides(tiny_data_dir, tmp_path)]
-    if experiment == "deep_speaker_triplet" or experiment.endswith("_lm"):
+    if experiment in TWO_STAGE or experiment.endswith("_lm"):
         overrides.append("init_from=null")  # the two-stage wiring has its own test
     cfg = compose_config("train", overrides)
     if cfg.data.sampler is not None:

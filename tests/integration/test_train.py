@@ -17,7 +17,8 @@ from tests.conftest import TINY_MODEL, compose_config, tiny_overrides, tiny_trai
 
 from speakerid.errors import ConfigError
 from speakerid.evaluate import evaluate, load_checkpoint
-from speakerid.train import init_backbone, train
+from speakerid.finetune import initialize
+from speakerid.train import train
 
 BIN = Path(sys.executable).parent
 
@@ -264,7 +265,7 @@ def test_two_stage_training_starts_from_the_first_stages_backbone(
     ]
     second = tiny_train_config(tiny_data_dir, tmp_path / "two", *stage_two)
     system = instantiate(second.system)
-    init_backbone(system, str(checkpoint))
+    initialize(system, str(checkpoint), "fresh")
     trained = load_checkpoint(checkpoint)["state_dict"]
     for name, value in system.backbone.state_dict().items():
         torch.testing.assert_close(value, trained[f"backbone.{name}"])
@@ -272,7 +273,7 @@ def test_two_stage_training_starts_from_the_first_stages_backbone(
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
     other = tiny_train_config(tiny_data_dir, tmp_path / "three", "model.backbone.channels=8")
     with pytest.raises(ConfigError, match="its backbone does not fit this one"):
-        init_backbone(instantiate(other.system), str(checkpoint))
+        initialize(instantiate(other.system), str(checkpoint), "fresh")
 
 
 def test_metadata_labels_reach_a_multitask_head(tiny_data_dir: Path, tmp_path: Path) -> None:

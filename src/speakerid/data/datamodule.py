@@ -39,6 +39,9 @@ from speakerid.data.trialset import TrialSet, generated_trials, resolve_trials
 from speakerid.errors import ConfigError
 
 log = logging.getLogger(__name__)
+# copies: each file again at each speed (Kaldi); random: a speed per crop (WeSpeaker); classes:
+# the speed copies' classes only, no crop perturbed (WeSpeaker's LM stage: the head keeps them)
+SPEED_MODES = ("copies", "random", "classes")
 
 
 class SpeakerDataModule(L.LightningDataModule):
@@ -74,6 +77,8 @@ class SpeakerDataModule(L.LightningDataModule):
         extra_labels: metadata labels after the speaker (``gender``, ...), for multi-task heads.
         speed_classes: speed factors whose perturbed copies of every training file are new
             speakers: ``num_speakers`` becomes ``speakers x (1 + len(speed_classes))``.
+        speed_mode: ``copies`` (every file at each speed), ``random`` (a speed per crop) or
+            ``classes`` (the classes only, nothing perturbed: WeSpeaker's LM stage).
         max_speakers: train on the first n training speakers only (sorted ids); None: all.
         chunk_seconds: an epoch holds each training file once per whole chunk of this length
             (SpeechBrain's epoch: :func:`~speakerid.data.splits.chunked_epoch`); None: once.
@@ -111,8 +116,8 @@ class SpeakerDataModule(L.LightningDataModule):
                 "data.batch_size >= 1, data.num_workers >= 0 and data.crop_seconds > 0, got "
                 f"{batch_size}, {num_workers}, {crop_seconds}"
             )
-        if speed_mode not in ("copies", "random"):
-            raise ConfigError(f"data.speed_mode: copies or random, got {speed_mode!r}")
+        if speed_mode not in SPEED_MODES:
+            raise ConfigError(f"data.speed_mode: copies, random or classes, got {speed_mode!r}")
         if any(f <= 0 or f == 1.0 for f in speed_classes):
             raise ConfigError(f"data.speed_classes: factors other than 1.0, got {speed_classes}")
         if iden_resplit is not None and (
@@ -178,7 +183,7 @@ class SpeakerDataModule(L.LightningDataModule):
         )
         for name, vocab in self.label_vocab.items():
             log.info("label %s: %s", name, ", ".join(vocab))
-        if self.speed_classes and self.speed_mode == "random":  # classes only; speeds per crop
+        if self.speed_classes and self.speed_mode != "copies":  # classes; random: speed per crop
             self.speakers = self.speakers + [
                 f"{s}@speed{f}" for f in self.speed_classes for s in self.speakers
             ]
