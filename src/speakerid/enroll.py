@@ -25,8 +25,8 @@ from speakerid.api import load
 from speakerid.cli import quiet_environment, report_user_errors, tool_config
 from speakerid.data.corpora.folder import extension_list
 from speakerid.data.speech import speech_gate
+from speakerid.enrolment import audio_files, embed_one, enrolment_folders, speaker_embeddings
 from speakerid.errors import ConfigError
-from speakerid.identify import audio_files, embed_one, enrolment_folders, speaker_embeddings
 from speakerid.outputs import refuse_overlap
 from speakerid.voiceprints import Voiceprints, VoiceprintStore, check_name, weights_sha256
 

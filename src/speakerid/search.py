@@ -42,8 +42,8 @@ from speakerid.cli import quiet_environment, report_user_errors, tool_config
 from speakerid.data.activity import FRAME_SECONDS, activity_detector, clean_mask, runs
 from speakerid.data.audio import audio_info
 from speakerid.data.corpora.folder import extension_list
+from speakerid.enrolment import open_store, probe_files
 from speakerid.errors import AudioError, ConfigError
-from speakerid.identify import open_store, probe_files
 from speakerid.metrics.identification import UNKNOWN, reject_unknown
 from speakerid.outputs import refuse_overlap
 from speakerid.utils.io import atomic_open, writable_folder

@@ -193,13 +193,13 @@ def test_identify_output_cannot_be_forged_by_a_file_name(
     identify([*args, f"output={tmp_path / 'labels.tsv'}"])
     with open(tmp_path / "labels.tsv", newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t"))
-    assert rows[0] == ["file", "speaker", "score", "note"] and len(rows) == 3
+    assert rows[0] == ["file", "speaker", "score", "note", "candidates"] and len(rows) == 3
     assert [r[0] for r in rows[1:]] == [str(forged), str(plain)]
     assert {r[1] for r in rows[1:]} <= set(voices)  # "someone" forged nothing
     identify([*args, f"output={tmp_path / 'labels.json'}"])
     rows = json.loads((tmp_path / "labels.json").read_text(encoding="utf-8"))
     assert [r["file"] for r in rows] == [str(forged), str(plain)]
-    assert set(rows[0]) == {"file", "speaker", "score", "note"}
+    assert set(rows[0]) == {"file", "speaker", "score", "note", "candidates"}
 
 
 def test_identify_reports_files_without_speech_on_their_rows(
@@ -225,7 +225,7 @@ def test_identify_reports_files_without_speech_on_their_rows(
     assert f"speaker {names[0]!r} enrolled without 1.wav: " in caplog.text
     rows = identify([speech, str(silent), gated, *common])
     assert rows[0].speaker in names and rows[0].score is not None and rows[0].note == ""
-    assert rows[1][1:] == ("no speech", None, "digital silence (peak 0)")
+    assert rows[1][1:4] == ("no speech", None, "digital silence (peak 0)")
     assert rows[2].speaker == "no speech" and "carry a voice's pitch" in rows[2].note
     with pytest.raises(
         AudioError, match=r"none of the 2 files holds speech \(.*silent\.wav: digital"

@@ -86,7 +86,7 @@ def test_embed_reads_a_folder_without_a_trial_list(linked: Path, tmp_path: Path)
 
 
 def test_identify_takes_one_extension_as_a_string(tmp_path: Path) -> None:
-    from speakerid.identify import audio_files
+    from speakerid.enrolment import audio_files
 
     _wav(tmp_path / "a.wav")
     _wav(tmp_path / "b.flac")
