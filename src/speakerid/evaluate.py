@@ -8,6 +8,7 @@ the configured loggers; the cosine operating thresholds are stored in the checkp
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -31,6 +32,7 @@ from speakerid.data.speech import SpeechTally, speech_tally
 from speakerid.errors import ConfigError
 from speakerid.inference import load_checkpoint, load_system, save_thresholds, stored_thresholds
 from speakerid.outputs import claim_folder, refuse_overlap
+from speakerid.runs import Stopped, StopPredicting
 from speakerid.settings import EMBEDDING, check_settings
 from speakerid.systems.encoder import embedding_table
 from speakerid.utils.io import writable_folder, write_json
@@ -218,7 +220,11 @@ def _embed(
         devices=1,
         precision=cfg.precision,
         logger=loggers or False,
-        callbacks=[RichProgressBar(), *([] if tally is None else [_SpeechCheck(tally)])],
+        callbacks=[
+            RichProgressBar(),
+            StopPredicting("embedding the evaluation's utterances"),
+            *([] if tally is None else [_SpeechCheck(tally)]),
+        ],
         enable_checkpointing=False,
     )
     loader = eval_loader(
@@ -352,7 +358,12 @@ def summary(report: dict) -> dict:
 def main(cfg: DictConfig) -> None:
     quiet_environment()
     torch.set_flush_denormal(True)
-    print_results("speakerid-eval", summary(evaluate(cfg)))
+    try:
+        results = evaluate(cfg)
+    except Stopped as stop:  # SIGTERM / Ctrl+C while embedding: exit 143 / 130
+        print(f"stopped: {stop.line}", file=sys.stderr, flush=True)
+        raise
+    print_results("speakerid-eval", summary(results))
 
 
 if __name__ == "__main__":

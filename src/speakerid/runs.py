@@ -38,6 +38,24 @@ class Stopped(SystemExit):
         self.line = line
 
 
+class StopPredicting(L.Callback):
+    """A stop asked for while ``trainer.predict`` embeds: Lightning's handler records SIGTERM,
+    but its prediction loop never looks (it would embed everything, then write the results), and
+    it turns Ctrl+C into exit status 1. Both end the prediction after the current batch as
+    :class:`Stopped` (143 / 130); nothing of the stopped stage is written."""
+
+    def __init__(self, what: str = "embedding") -> None:
+        self.what = what
+
+    def on_predict_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.received_sigterm:
+            raise Stopped(signal.SIGTERM, f"SIGTERM while {self.what}; nothing written")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            raise Stopped(signal.SIGINT, f"Ctrl+C while {self.what}; nothing written") from None
+
+
 def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
     """The run's Trainer with its callbacks (plus the platform's own), atomic checkpoint files,
     and loggers, which get the resolved config as hyperparameters. A setting the Trainer, a

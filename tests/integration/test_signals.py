@@ -102,3 +102,47 @@ def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(
         f"SIGINT at epoch 0, step 5, nothing saved now; {kept} is the last checkpoint"
     )
     assert load_checkpoint(kept)["global_step"] == 4  # the periodic one, untouched
+
+
+class _Embed(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    def predict_step(self, batch, batch_idx):
+        self.seen += 1
+        return batch
+
+
+class _SignalAtBatch(L.Callback):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *rest) -> None:
+        if batch_idx == 0:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_an_evaluations_embedding_at_once(signum: int) -> None:
+    """Lightning's prediction loop never looks at SIGTERM and exits 1 on Ctrl+C: StopPredicting
+    (speakerid-eval's) stops after the batch, exit status 128 + signal."""
+    from speakerid.runs import StopPredicting
+
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[_SignalAtBatch(signum), StopPredicting()],
+    )
+    model = _Embed()
+    try:
+        with pytest.raises(Stopped) as stopped:
+            trainer.predict(model, dataloaders=torch.utils.data.DataLoader(torch.zeros(20, 2)))
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    assert stopped.value.code == 128 + signum and "nothing written" in stopped.value.line
+    assert model.seen <= 2  # not the 20 batches
