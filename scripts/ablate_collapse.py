@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import compose_config  # noqa: E402
+from tests.conftest import compose_config
 
 OVERRIDES = [
     "experiment=wespeaker_resnet34",
@@ -58,8 +58,12 @@ def main(peak: float, warmup: int, margin: float, steps: int, label: str, extra:
                 unit = torch.nn.functional.normalize(embeddings.detach(), dim=1)
                 alike = (unit @ unit.T)[~torch.eye(len(unit), dtype=torch.bool)].mean()
                 norm = embeddings.detach().norm(dim=1).mean()
-                print(f"{label} step {step} lr {lr:.5f} loss {loss.item():.3f} "
-                      f"cosine {alike:.3f} norm {norm:.2f} {time.time() - start:.0f}s", flush=True)  # fmt: skip
+                seconds = time.time() - start
+                print(
+                    f"{label} step {step} lr {lr:.5f} loss {loss.item():.3f} "
+                    f"cosine {alike:.3f} norm {norm:.2f} {seconds:.0f}s",
+                    flush=True,
+                )
             step += 1
             if step >= steps:
                 return
