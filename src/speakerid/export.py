@@ -6,10 +6,17 @@ length; one at a time is the usual use). Before anything is reported done, the e
 utterances of several lengths and compared with the eager PyTorch model; the figures go into
 ``export.json`` next to the model, and a mismatch above ``tolerance`` — relative to the
 embedding's norm, as float32 rounding is — is an error.
+
+``quantize=int8`` (with ``format=onnx``) also writes ``<ckpt>.int8.onnx``: ONNX Runtime's dynamic
+quantization of the backbone's convolutions and matrix products (int8 weights, activations
+quantized per batch at run time); the front end stays float32 (its mel filterbank multiplies
+power spectra of a range int8 cannot hold). Its report gives both files' sizes and its own
+parity, checked against ``int8_tolerance``.
 """
 
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +32,7 @@ from speakerid.utils.io import atomic_path, writable_folder, write_json
 
 log = logging.getLogger(__name__)
 FORMATS = {"torchscript": "pt", "onnx": "onnx"}
+QUANTIZABLE = ("Conv", "MatMul", "Gemm", "LSTM", "GRU", "Attention")  # ONNX Runtime's dynamic ops
 
 
 class EmbeddingModel(nn.Module):
@@ -74,6 +82,55 @@ def _export_onnx(model: nn.Module, example: Tensor, path: Path, sample_rate: int
     return lambda wav: session.run(None, {"wav": wav})[0]
 
 
+def _backbone_nodes(path: Path) -> tuple[list[str], list[str]]:
+    """(names of the backbone's quantizable nodes, names of every other node) of an ONNX file
+    written by the dynamo exporter (each node's ``name_scopes`` says which module made it)."""
+    import onnx
+
+    ours, others = [], []
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key.endswith("name_scopes")), "")
+        in_backbone = "'backbone'" in scopes
+        (ours if in_backbone and node.op_type in QUANTIZABLE else others).append(node.name)
+    return ours, others
+
+
+@contextmanager
+def _quiet_quantizer():
+    """ONNX Runtime's quantizer logs advice through the root logger: hold it for the call."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def _quantize_int8(source: Path, path: Path, backbone: str):
+    """``source`` (float32 ONNX) -> ``path`` with the backbone's weights in int8; a runner."""
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    ours, others = _backbone_nodes(source)
+    if not ours:
+        raise ConfigError(
+            f"quantize=int8: {backbone} has no operator ONNX Runtime quantizes "
+            f"({', '.join(QUANTIZABLE)}); export it without quantize="
+        )
+    with atomic_path(path) as tmp, _quiet_quantizer():
+        try:  # unsigned weights: ONNX Runtime's CPU ConvInteger kernel is fast for uint8 only
+            quantize_dynamic(
+                str(source), str(tmp), weight_type=QuantType.QUInt8, nodes_to_exclude=others
+            )
+        except Exception as err:  # an operator its quantizer cannot rewrite: say which and why
+            raise ConfigError(
+                f"quantize=int8: {backbone} could not be quantized: "
+                f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+            ) from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda wav: session.run(None, {"wav": wav})[0]
+
+
 def _check_output(path: Path, ckpt: Path) -> None:
     """The exported file replaces only an earlier export of ours (its ``.json`` report beside
     it), never the checkpoint or a file of the user's."""
@@ -109,6 +166,10 @@ def export(cfg: DictConfig) -> dict:
     """Export, check parity, write ``export.json``; return the report."""
     if cfg.format not in FORMATS:
         raise ConfigError(f"format must be one of {sorted(FORMATS)}, got {cfg.format!r}")
+    if cfg.quantize not in (None, "int8") or (cfg.quantize and cfg.format != "onnx"):
+        raise ConfigError(
+            f"quantize={cfg.quantize}: null, or int8 with format=onnx (got format={cfg.format})"
+        )
     system, run_cfg, _ = load_system(cfg.ckpt_path)
     model = EmbeddingModel(system.features, system.backbone).eval()
     rate = int(run_cfg.data.sample_rate)
@@ -132,33 +193,57 @@ def export(cfg: DictConfig) -> dict:
             f"{type(system.backbone).__name__} could not be exported to {cfg.format}: "
             f"{type(err).__name__}: {str(err)[:300]}"
         ) from None
+    report = _checked(run, model, cfg, path, rate, cfg.tolerance, generator)
+    report.update(backbone=type(system.backbone).__name__, bytes=path.stat().st_size)
+    _settle(report)
+    if cfg.quantize:
+        quantized = path.with_name(f"{path.stem}.int8.onnx")
+        _check_output(quantized, Path(cfg.ckpt_path))
+        with torch.inference_mode(False):
+            run = _quantize_int8(path, quantized, report["backbone"])
+        report = {
+            **_checked(run, model, cfg, quantized, rate, cfg.int8_tolerance, generator),
+            "backbone": report["backbone"],
+            "quantize": "int8 (ONNX Runtime dynamic: backbone weights uint8, front end float32)",
+            "bytes": quantized.stat().st_size,
+            "float32": {k: report[k] for k in ("file", "bytes", "parity_max_rel_diff")},
+        }
+        _settle(report)
+    return report
+
+
+def _settle(report: dict) -> None:
+    """Write the report beside its file; a parity above the tolerance is an error."""
+    write_json(Path(f"{report['file']}.json"), report)
+    if not report["parity_ok"]:
+        raise ConfigError(
+            f"{report['file']}: exported model differs from PyTorch by "
+            f"{max(report['parity_max_rel_diff'].values()):.2e} of the embedding's norm > "
+            f"tolerance={report['tolerance']:g} (see {Path(report['file']).name}.json)"
+        )
+    log.info("Exported %s", report["file"])
+
+
+def _checked(run, model, cfg, path: Path, rate: int, tolerance: float, generator) -> dict:
+    """The export's report: its parity with eager PyTorch on ``cfg.parity_seconds`` utterances
+    in batches of 1 and 3 (the batch axis is dynamic too)."""
     parity, relative = {}, {}
     for seconds in cfg.parity_seconds:
-        for batch in (1, 3):  # the batch axis is dynamic too
+        for batch in (1, 3):
             wav = 0.1 * torch.randn(batch, int(seconds * rate), generator=generator)
             key = f"{seconds:g} s x {batch}"
             parity[key], relative[key] = parity_gap(run(wav.numpy()), model(wav).numpy())
-    worst = max(relative.values())
-    report = {
+    return {
         "format": cfg.format,
         "file": str(path),
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-        "backbone": type(system.backbone).__name__,
         "input": f"wav (batch, samples) float32 at {rate} Hz, both axes dynamic",
-        "output": f"embedding (batch, {model(example).shape[1]})",
+        "output": f"embedding (batch, {model(wav[:1]).shape[1]})",
         "parity_max_abs_diff": parity,
         "parity_max_rel_diff": relative,  # ||exported - eager|| / ||eager||, the checked one
-        "tolerance": cfg.tolerance,
-        "parity_ok": worst <= cfg.tolerance,
+        "tolerance": tolerance,
+        "parity_ok": max(relative.values()) <= tolerance,
     }
-    write_json(out_dir / f"{path.name}.json", report)
-    if worst > cfg.tolerance:
-        raise ConfigError(
-            f"{path}: exported model differs from PyTorch by {worst:.2e} of the embedding's "
-            f"norm > tolerance={cfg.tolerance:g} (see {path.name}.json)"
-        )
-    log.info("Exported %s (parity %.1e)", path, worst)
-    return report
 
 
 @hydra_entry("export")

@@ -378,6 +378,58 @@ def test_export_matches_pytorch(
         )
 
 
+def test_int8_export_is_smaller_and_scores_alike(
+    trained: tuple[Path, dict], tmp_path: Path, tiny_corpus
+) -> None:
+    """quantize=int8: a smaller file beside the float32 one, its embeddings close to PyTorch's,
+    and the EER over every pair of 60 utterances moved by little (ONNX Runtime on each)."""
+    onnxruntime = pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    from speakerid.export import export
+    from speakerid.inference import load_system
+    from speakerid.metrics import compute_eer
+
+    ckpt, _ = trained
+    overrides = [f"ckpt_path={ckpt}", "format=onnx", "quantize=int8", f"output_dir={tmp_path}"]
+    report = export(compose_config("export", overrides))
+    assert report["file"].endswith(".int8.onnx") and report["parity_ok"]
+    backbone = load_system(ckpt)[0].backbone
+    weights = sum(p.numel() for p in backbone.parameters() if p.ndim > 1)  # convs, linears
+    assert report["float32"]["bytes"] - report["bytes"] >= 2.5 * weights  # 4 bytes -> 1
+    assert json.loads(Path(f"{report['float32']['file']}.json").read_text())["parity_ok"]
+    manifest = tiny_corpus.manifest()
+    wavs = [sf.read(manifest.audio_path(row), dtype="float32")[0] for row in manifest]
+    speakers = np.array([row.speaker for row in manifest])
+    same = speakers[:, None] == speakers[None, :]
+    upper = np.triu_indices(len(wavs), 1)
+    eers = []
+    for file in (report["float32"]["file"], report["file"]):
+        session = onnxruntime.InferenceSession(file, providers=["CPUExecutionProvider"])
+        emb = np.concatenate([session.run(None, {"wav": w[None]})[0] for w in wavs])
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        eers.append(compute_eer((emb @ emb.T)[upper], same[upper])[0])
+    assert abs(eers[1] - eers[0]) <= 0.03, eers
+    with pytest.raises(ConfigError, match="quantize=int8: null, or int8 with format=onnx"):
+        export(compose_config("export", [*overrides[:1], "format=torchscript", "quantize=int8"]))
+
+
+def test_int8_refuses_a_backbone_with_nothing_to_quantize(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    from speakerid.export import EmbeddingModel, _export_onnx, _quantize_int8
+    from speakerid.features import LogMel
+
+    class MeanOverTime(torch.nn.Module):  # no weights: no operator to quantize
+        embed_dim = 40
+
+        def forward(self, features, lengths=None):
+            return features.mean(dim=1)
+
+    model = EmbeddingModel(LogMel(num_mels=40), MeanOverTime()).eval()
+    _export_onnx(model, 0.1 * torch.randn(1, 16000), tmp_path / "m.onnx", 16000)
+    with pytest.raises(ConfigError, match="MeanOverTime has no operator ONNX Runtime quantizes"):
+        _quantize_int8(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", "MeanOverTime")
+    assert not (tmp_path / "m.int8.onnx").exists()
+
+
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
