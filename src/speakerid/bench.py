@@ -1,7 +1,8 @@
 """``make bench``: throughput of the hot paths beside naive references, written to bench.json.
 
 0. training data: our loader with and without channel augmentation (2 workers) vs speechbrain's
-   DynamicItemDataset pipeline and bare soundfile crop reads;
+   DynamicItemDataset pipeline and bare soundfile crop reads; reverb + noise from files, ours vs
+   speechbrain's Augmenter doing the same (:mod:`speakerid.bench_augment`);
 1. fbank: the batched front end vs torchaudio's Kaldi fbank called once per utterance;
 2. training: samples/s of the default recipe (CPU-sized ECAPA + AAM, 2 s crops), forward+backward;
 2a. training through Lightning vs a plain PyTorch loop (same model, batches, optimizer);
@@ -11,7 +12,10 @@
    sample and extrapolated);
 3a. EER + two minDCFs + the 1 % FAR threshold from one VerificationCurve vs one numpy.argsort of
    the same 1 M scores (the floor of any sort-based implementation);
-4. AS-norm + EER over the same trials vs per-trial cohort statistics.
+4. AS-norm + EER over the same trials vs per-trial cohort statistics;
+5. one-thread ONNX Runtime real-time factors of the full-size backbones, float32 and int8, beside
+   the reference packages' modules exported the same way and the published figures
+   (:mod:`speakerid.bench_rtf`).
 Each figure runs in its own forked process and reports its peak resident memory.
 """
 
@@ -28,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from torchaudio.compliance.kaldi import fbank
 
+from speakerid.bench_augment import bench_augmentation
 from speakerid.bench_data import bench_data_pipeline, bench_manifest, bench_shard_pipeline, timed
 from speakerid.bench_peers import (
     bench_lightning_overhead,
@@ -38,6 +43,7 @@ from speakerid.bench_peers import (
     default_recipe,
     training_step,
 )
+from speakerid.bench_rtf import bench_rtf
 from speakerid.metrics import compute_eer, compute_min_dcf
 from speakerid.scoring import as_norm, cosine_scores
 from speakerid.utils.io import write_json
@@ -271,14 +277,38 @@ def _in_own_process(bench) -> dict:
     return result
 
 
+def rtf_table(rows: dict) -> Table:
+    """The one-thread real-time factors (seconds per second of audio; lower is faster)."""
+    table = Table(title="one-thread ONNX Runtime real-time factor, 5 s utterance (lower: faster)")
+    columns = ("model", "params", "ours f32", "ours int8", "MB f32/int8", "reference f32")
+    for column in (*columns, "reference int8", "ours/ref", "published"):
+        table.add_column(column, justify="left" if column in ("model", "published") else "right")
+    for name, row in rows.items():
+        ours, ref = row["ours"], row["reference"]
+
+        def rtf(r: dict, key: str) -> str:
+            return f"{r[key]:.4f}" if key in r else "-"
+
+        ratio = f"{ours['float32'] / ref['float32']:.2f}x" if "float32" in ref else "-"
+        sizes = f"{ours['mb']:.1f}/{ours['int8_mb']:.1f}" if "int8_mb" in ours else "-"
+        published = ", ".join(f"{k} {v}" for k, v in row["anchors"].items()) or "-"
+        table.add_row(
+            name, f"{row['parameters'] / 1e6:.2f} M", rtf(ours, "float32"), rtf(ours, "int8"),
+            sizes, rtf(ref, "float32"), rtf(ref, "int8"), ratio, published,
+        )  # fmt: skip
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="bench.json")
+    parser.add_argument("--only", nargs="*", help="run only these figures (e.g. bench_rtf)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     benches = [
         bench_manifest,
         bench_data_pipeline,
+        bench_augmentation,
         bench_shard_pipeline,
         functools.partial(bench_shard_pipeline, audio="flac"),
         bench_fbank,
@@ -291,7 +321,10 @@ def main() -> None:
         bench_extraction,
         bench_scoring,
         bench_as_norm,
+        bench_rtf,
     ]
+    if args.only:
+        benches = [b for b in benches if getattr(b, "__name__", "") in args.only]
     results = [_in_own_process(bench) for bench in benches]
     peak_mb = max(r["peak_rss_mb"] for r in results)
     table = Table(
@@ -302,8 +335,12 @@ def main() -> None:
     for r in results:
         ratio = f"{r['value'] / r['reference']:.2f}x" if r["reference"] else "-"
         ref = f"{r['reference']:,.0f}" if r["reference"] else "-"
-        table.add_row(r["name"], f"{r['value']:,.0f}", ref, ratio, f"{r['peak_rss_mb']:,.0f}")
+        value = f"{r['value']:,.0f}" if abs(r["value"]) >= 100 else f"{r['value']:.3g}"
+        table.add_row(r["name"], value, ref, ratio, f"{r['peak_rss_mb']:,.0f}")
     Console().print(table)
+    for r in results:
+        if "rtf_rows" in r:
+            Console().print(rtf_table(r["rtf_rows"]))
     Console().print(f"largest peak resident memory of a figure: {peak_mb:,.0f} MB")
     write_json(
         args.output,
