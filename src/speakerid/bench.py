@@ -289,7 +289,9 @@ def rtf_table(rows: dict) -> Table:
         def rtf(r: dict, key: str) -> str:
             return f"{r[key]:.4f}" if key in r else "-"
 
-        ratio = f"{ours['float32'] / ref['float32']:.2f}x" if "float32" in ref else "-"
+        ratio = "-"
+        if "float32" in ref and "float32" in ours:
+            ratio = f"{ours['float32'] / ref['float32']:.2f}x"
         sizes = f"{ours['mb']:.1f}/{ours['int8_mb']:.1f}" if "int8_mb" in ours else "-"
         published = ", ".join(f"{k} {v}" for k, v in row["anchors"].items()) or "-"
         table.add_row(
