@@ -291,7 +291,7 @@ NOT_RUN = {  # documented command -> why it does not run in CI
     "speakers: minutes on two cores); both steps run here, the second on the tiny corpus (the "
     "'resemblyzer' helpers)",
     "make gpu-check": "needs CUDA; its CPU dry run (a minute) is test_gpu_check.py's test",
-    "make bench": "timing by design: 2-3 minutes of throughput figures",
+    "make bench": "timing by design: 2-3 min of throughput figures, ~10 exporting full-size models",
     'make train ARGS="model/backbone=ecapa_tdnn trainer=gpu"': "needs CUDA (trainer=gpu)",
     'make train ARGS="experiment=ecapa_aam"': "needs CUDA (the experiment sets trainer=gpu)",
     'make train ARGS="experiment=wespeaker_resnet34 data=voxceleb2"': "needs VoxCeleb2",
