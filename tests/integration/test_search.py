@@ -96,3 +96,16 @@ def test_search_settings_and_outputs_are_checked(
         search([*common, "smooth=2"])
     search([*common, f"output={tmp_path}/out.json"])
     assert json.loads((tmp_path / "out.json").read_text()) == []
+
+
+def test_search_without_a_store_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    from speakerid.search import main
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    monkeypatch.setattr("sys.argv", ["speakerid-search", str(wav), f"store={tmp_path}/none"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: store={tmp_path}/none: no voiceprint store here")
