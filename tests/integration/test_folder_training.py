@@ -60,7 +60,10 @@ def folder(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def _main(argv: list[str], monkeypatch, tmp_path: Path):
     GlobalHydra.instance().clear()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["speakerid-train", *argv, f"paths.root_dir={tmp_path}"])
+    runs = tmp_path / "logs" / "train" / "runs"  # one folder a call: two within a second differ
+    run = runs / str(len(list(runs.iterdir())) if runs.is_dir() else 0)
+    argv = ["speakerid-train", *argv, f"paths.root_dir={tmp_path}", f"hydra.run.dir={run}"]
+    monkeypatch.setattr(sys, "argv", argv)
     return train.main()
 
 
