@@ -12,6 +12,7 @@ import torch
 import torchaudio
 import yaml
 from tests.conftest import compose_config, tiny_overrides
+from tests.integration.test_parity_redimnet import TFMEL_ARGS
 from tests.references import wespeaker
 
 from speakerid.errors import ConfigError
@@ -148,18 +149,7 @@ REDIMNET2_CONFIG = {  # WeSpeaker's examples/voxceleb/v2/conf/redimnet2.yaml (df
     "dataset_args": {
         "frontend": "tfmel",
         "resample_rate": 16000,
-        "tfmel_args": {
-            "n_mels": 72,
-            "hop_length": 160,
-            "win_length": 400,
-            "n_fft": 512,
-            "f_min": 20,
-            "f_max": 7600,
-            "do_preemph": True,
-            "norm_signal": True,
-            "do_spec_aug": False,
-            "eps": 1.0e-8,
-        },
+        "tfmel_args": TFMEL_ARGS,  # the recipe's (its sample_rate too)
     },
 }
 
