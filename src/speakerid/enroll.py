@@ -25,7 +25,7 @@ from speakerid.api import load
 from speakerid.cli import quiet_environment, report_user_errors, tool_config
 from speakerid.data.corpora.folder import extension_list
 from speakerid.data.speech import speech_gate
-from speakerid.enrolment import audio_files, embed_one, enrolment_folders, speaker_embeddings
+from speakerid.enrolment import embed_one, enrolment_folders, probe_files, speaker_embeddings
 from speakerid.errors import ConfigError
 from speakerid.outputs import refuse_overlap
 from speakerid.voiceprints import Voiceprints, VoiceprintStore, check_name, weights_sha256
@@ -94,16 +94,8 @@ def _what_to_enrol(
         return enrolment
     if not isinstance(cfg.speaker, str):
         raise ConfigError(f"speaker={cfg.speaker!r}: one name when adding files")
-    files: list[Path] = []
-    for target in map(Path, targets):
-        if target.is_dir():
-            files += audio_files(target, extensions)
-        elif target.is_file():
-            files.append(target)
-        else:
-            raise ConfigError(f"{target}: no such file or folder")
-    if not files:
-        raise ConfigError(f"speaker={cfg.speaker}: name the audio files to enrol")
+    empty = f"speaker={cfg.speaker}: name the audio files to enrol"
+    files = probe_files(targets, extensions, empty)
     return {check_name(cfg.speaker): files}
 
 

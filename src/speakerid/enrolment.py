@@ -43,8 +43,13 @@ def enrolment_folders(enrol_dir: Path, extensions: list[str]) -> dict[str, list[
     return enrolment
 
 
-def probe_files(targets: list[str], extensions: list[str]) -> list[Path]:
-    """The files to identify: those named, and the audio files inside the folders named."""
+def probe_files(
+    targets: list[str],
+    extensions: list[str],
+    empty: str = "name the audio files (or folders of them) to identify",
+) -> list[Path]:
+    """The files to identify (or enrol): those named, and the audio files inside the folders
+    named; none is the error ``empty``."""
     files: list[Path] = []
     for target in map(Path, targets):
         if target.is_dir():
@@ -54,7 +59,7 @@ def probe_files(targets: list[str], extensions: list[str]) -> list[Path]:
         else:
             raise ConfigError(f"{target}: no such file or folder")
     if not files:
-        raise ConfigError("name the audio files (or folders of them) to identify")
+        raise ConfigError(empty)
     return files
 
 

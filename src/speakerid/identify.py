@@ -36,8 +36,8 @@ from speakerid.enrolment import (
     speaker_embeddings,
 )
 from speakerid.errors import AudioError, ConfigError
-from speakerid.outputs import refuse_overlap
-from speakerid.utils.io import atomic_open, file_sha256, writable_folder
+from speakerid.outputs import result_file
+from speakerid.utils.io import atomic_open, file_sha256
 
 log = logging.getLogger(__name__)
 COLUMNS = ("file", "speaker", "score", "note", "candidates")
@@ -75,7 +75,13 @@ def identify(argv: list[str]) -> list[Row]:
     files = probe_files(targets, extensions)
     enrolled = [f for fs in enrolment.values() for f in fs]
     model_inputs = [Path(cfg.store)] if cfg.store else [Path(cfg.ckpt_path)]
-    output = _output(cfg.output, [*files, *enrolled, *model_inputs])
+    output = result_file(
+        cfg.output,
+        [*files, *enrolled, *model_inputs],
+        "speakerid-identify",
+        "identification results",
+        _earlier_result,
+    )
     if cfg.store is not None:
         model, speakers = open_store(cfg.store, cfg.ckpt_path, cfg.threshold, gate, cfg.max_seconds)
     else:
@@ -96,24 +102,6 @@ def identify(argv: list[str]) -> list[Row]:
         _write(output, rows)
     print(model.operating_point.describe(), file=sys.stderr)  # after any error: one line each
     return rows
-
-
-def _output(output: str | None, inputs: list[Path]) -> Path | None:
-    """The output path, checked before any work: not one of the ``inputs``, not a folder, not a
-    file of the user's (only an earlier result of this tool is replaced), and writable."""
-    if not output:
-        return None
-    path = Path(output)
-    refuse_overlap(path, inputs, "output")
-    if path.is_dir():
-        raise ConfigError(f"output={path}: is a folder; name the file to write")
-    if path.exists() and not _earlier_result(path):
-        raise ConfigError(
-            f"output={path}: exists and is not an earlier speakerid-identify result (nothing "
-            "there is overwritten): choose another path, or move the file away"
-        )
-    writable_folder(path.resolve().parent, "identification results")
-    return path
 
 
 def _earlier_result(path: Path) -> bool:

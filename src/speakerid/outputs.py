@@ -125,3 +125,30 @@ def _fresh(config: DictConfig, key: str, resuming: bool) -> None:
         f"{key}={folder}: already holds files of its own (e.g. {first}); a run starts in a new "
         "or empty folder, and nothing there is overwritten"
     )
+
+
+def result_file(
+    output: str | None,
+    inputs: list[Path],
+    tool: str,
+    what: str,
+    earlier_result: Callable[[Path], bool],
+) -> Path | None:
+    """A tool's result file ``output=`` (None: none asked for), checked before any work: not one
+    of the ``inputs``, not a folder, not a file of the user's (only a file ``earlier_result``
+    recognizes as this tool's is replaced), in a writable folder."""
+    from speakerid.utils.io import writable_folder
+
+    if not output:
+        return None
+    path = Path(output)
+    refuse_overlap(path, inputs, "output")
+    if path.is_dir():
+        raise ConfigError(f"output={path}: is a folder; name the file to write")
+    if path.exists() and not earlier_result(path):
+        raise ConfigError(
+            f"output={path}: exists and is not an earlier {tool} result (nothing there is "
+            "overwritten): choose another path, or move the file away"
+        )
+    writable_folder(path.resolve().parent, what)
+    return path

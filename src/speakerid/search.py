@@ -45,8 +45,8 @@ from speakerid.data.corpora.folder import extension_list
 from speakerid.enrolment import open_store, probe_files
 from speakerid.errors import AudioError, ConfigError
 from speakerid.metrics.identification import UNKNOWN, reject_unknown
-from speakerid.outputs import refuse_overlap
-from speakerid.utils.io import atomic_open, writable_folder
+from speakerid.outputs import result_file
+from speakerid.utils.io import atomic_open
 
 log = logging.getLogger(__name__)
 FIELDS = ("file", "start", "end", "speaker", "score")
@@ -309,21 +309,9 @@ def label_segments(windows: Windows, names: list[str], rate: int, file: str) -> 
 def _output(output: str | None, inputs: list[Path]) -> Path | None:
     """The output path, checked before any work: an .rttm or .json file that is not an input and
     not a file of the user's (an earlier result of this tool is replaced)."""
-    if not output:
-        return None
-    path = Path(output)
-    if path.suffix.lower() not in (".rttm", ".json"):
-        raise ConfigError(f"output={path}: name an .rttm or a .json file")
-    refuse_overlap(path, inputs, "output")
-    if path.is_dir():
-        raise ConfigError(f"output={path}: is a folder; name the file to write")
-    if path.exists() and not _earlier_result(path):
-        raise ConfigError(
-            f"output={path}: exists and is not an earlier speakerid-search result (nothing there "
-            "is overwritten): choose another path, or move the file away"
-        )
-    writable_folder(path.resolve().parent, "search results")
-    return path
+    if output and Path(output).suffix.lower() not in (".rttm", ".json"):
+        raise ConfigError(f"output={output}: name an .rttm or a .json file")
+    return result_file(output, inputs, "speakerid-search", "search results", _earlier_result)
 
 
 def _earlier_result(path: Path) -> bool:
